@@ -1,0 +1,156 @@
+"""Map image history steps (and so layers) to Dockerfile lines.
+
+The image config's ``history`` lists one step per instruction that ran, oldest first;
+steps with ``empty_layer`` made no layer. The last steps are the Dockerfile's
+shipped instructions (the final stage, after the stages it is built FROM); the
+earlier ones come from the base image. We align from the end, matching each
+step's ``created_by`` to an instruction of the same kind and, where the text
+allows, the same arguments. When text disagrees (a rebuilt Dockerfile, build
+args substituted) the mapping is kept but marked uncertain.
+
+``created_by`` forms handled:
+- classic builder: ``/bin/sh -c #(nop)  ENV A=1``, ``/bin/sh -c #(nop) COPY file:<sha> in /app``,
+  ``/bin/sh -c apt-get update`` (shell-form RUN), ``/bin/busybox --install`` (exec-form RUN),
+  ``|2 A=1 B=2 /bin/sh -c make`` (RUN with build args);
+- BuildKit: ``RUN /bin/sh -c make # buildkit``, ``COPY . . # buildkit``, ``WORKDIR /app``.
+"""
+from __future__ import annotations
+
+import re
+
+__all__ = ["parse_created_by", "LayerSource", "map_history"]
+
+_NOP = "/bin/sh -c #(nop)"
+_ARGS_PREFIX = re.compile(r"^\|\d+\s+((?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*)")
+_KEYWORDS = {"FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT",
+             "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
+_WS = re.compile(r"\s+")
+
+
+def parse_created_by(created_by: str) -> tuple:
+    """``created_by`` → (KEYWORD, argument text); ('', text) when it cannot be read."""
+    s = (created_by or "").strip()
+    if s.endswith("# buildkit"):
+        s = s[: -len("# buildkit")].rstrip()
+        word, _, rest = s.partition(" ")
+        if word.upper() in _KEYWORDS:
+            rest = rest.strip()
+            if word.upper() == "RUN" and rest.startswith("/bin/sh -c "):
+                rest = rest[len("/bin/sh -c "):]
+            return word.upper(), rest
+        return "RUN", s
+    m = _ARGS_PREFIX.match(s)
+    if m:
+        s = s[m.end():]
+    if s.startswith(_NOP):
+        rest = s[len(_NOP):].strip()
+        word, _, args = rest.partition(" ")
+        return (word.upper() if word.upper() in _KEYWORDS else ""), args.strip()
+    if s.startswith("/bin/sh -c "):
+        return "RUN", s[len("/bin/sh -c "):]
+    word, _, rest = s.partition(" ")
+    if word.upper() in _KEYWORDS and word.isupper():
+        return word, rest.strip()
+    return ("RUN", s) if s else ("", "")
+
+
+def _norm(text: str) -> str:
+    text = text.replace("\\\n", " ").replace("`\n", " ")
+    return _WS.sub(" ", text).strip()
+
+
+def _instruction_text(ins) -> str:
+    if ins.keyword == "RUN" and ins.exec_form is not None:
+        return " ".join(ins.exec_form)
+    if ins.keyword == "RUN":
+        return ins.script
+    return ins.args
+
+
+def _text_agrees(keyword: str, history_text: str, ins) -> bool:
+    h = _norm(history_text)
+    d = _norm(_instruction_text(ins))
+    if keyword in ("COPY", "ADD"):
+        # classic builder: "file:<sha> in /dest"; compare the destination
+        if " in " in h and re.match(r"^(file|dir|multi):[0-9a-f]+ in ", h):
+            dest = h.split(" in ", 1)[1].strip()
+            words = d.split()
+            return bool(words) and words[-1].rstrip("/") == dest.rstrip("/")
+        return h == d or h.endswith(d) or d.endswith(h)
+    if keyword in ("CMD", "ENTRYPOINT", "SHELL") and ins.exec_form is not None:
+        # classic builder prints ["a" "b"]; BuildKit prints ["a","b"] or the JSON
+        return _norm(h.replace('" "', '","').replace(", ", ",")) == _norm(
+            "[" + ",".join(f'"{a}"' for a in ins.exec_form) + "]") or h == d
+    if keyword in ("ENV", "LABEL", "ARG"):
+        return h.replace('"', "") == d.replace('"', "")
+    return h == d
+
+
+class LayerSource:
+    """Where a history step came from: a Dockerfile instruction, or the base image."""
+
+    __slots__ = ("history_index", "keyword", "text", "instruction", "certain", "from_base")
+
+    def __init__(self, history_index: int, keyword: str, text: str):
+        self.history_index = history_index
+        self.keyword = keyword
+        self.text = text
+        self.instruction = None  # imagelint.dockerfile.Instruction when mapped
+        self.certain = False
+        self.from_base = False
+
+    @property
+    def line(self):
+        return self.instruction.start_line if self.instruction is not None else None
+
+    def to_dict(self) -> dict:
+        d = {"history_index": self.history_index, "keyword": self.keyword, "from_base": self.from_base,
+             "line": self.line, "certain": self.certain}
+        if self.instruction is not None:
+            d["end_line"] = self.instruction.end_line
+        return d
+
+
+def shipped_instructions(df) -> list:
+    """Instructions of the final image in build order (parent stages first), FROMs excluded."""
+    chain = []
+    st = df.final_stage
+    while st is not None and st not in chain:
+        chain.append(st)
+        st = st.parent
+    out = []
+    for st in reversed(chain):
+        out.extend(ins for ins in st.instructions if ins.keyword != "FROM")
+    return out
+
+
+def map_history(history: list, df) -> list:
+    """One :class:`LayerSource` per history step; Dockerfile ``df`` may be None."""
+    sources = []
+    for i, step in enumerate(history):
+        kw, text = parse_created_by(step.get("created_by", ""))
+        sources.append(LayerSource(i, kw, text))
+    if df is None or df.final_stage is None:
+        return sources
+    instructions = shipped_instructions(df)
+    i, j = len(sources) - 1, len(instructions) - 1
+    while i >= 0 and j >= 0:
+        src, ins = sources[i], instructions[j]
+        if src.keyword == ins.keyword:
+            src.instruction = ins
+            src.certain = _text_agrees(src.keyword, src.text, ins)
+            i -= 1
+            j -= 1
+            continue
+        # BuildKit leaves some instructions (ARG, ONBUILD-less steps) out of history
+        ahead = next((k for k in range(j - 1, -1, -1) if instructions[k].keyword == src.keyword), None)
+        if ahead is not None and j - ahead <= 3:
+            j = ahead
+            continue
+        break
+    # steps before the first mapped one belong to the base image; a Dockerfile fully
+    # matched up to its first instruction means everything earlier is the base.
+    first_mapped = next((k for k, s in enumerate(sources) if s.instruction is not None), len(sources))
+    for s in sources[:first_mapped]:
+        s.from_base = True
+    return sources
