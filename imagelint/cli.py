@@ -12,8 +12,9 @@ import sys
 import click
 
 from . import __version__
+from .lintcmd import EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_FINDINGS, LINT_OPTIONS, LintOption, load_linter, run_lint
 
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+__all__ = ["main", "EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_BAD_INPUT"]
 
 
 def _err(msg: str) -> None:
@@ -39,6 +40,14 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             _err("interrupted")
             sys.exit(130)
+        except (SystemExit, click.exceptions.Abort):
+            raise
+        except Exception as e:  # a bug: one line (IMAGELINT_DEBUG=1 shows the traceback)
+            if os.environ.get("IMAGELINT_DEBUG"):
+                raise
+            _err(f"internal error: {type(e).__name__}: {e} (set IMAGELINT_DEBUG=1 for the traceback; "
+                 "please report it)")
+            sys.exit(EXIT_BAD_INPUT)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,86 +58,37 @@ def main():
 
 def _load(config_path, rules_dirs, select, ignore, scope="dockerfile"):
     """Config + rules + Linter, or exit 2 with one line."""
-    from .config import ConfigError, load_config
-    from .engine import Linter
-    from .rules import RuleError, load_rule_dirs
+    return load_linter(config_path, rules_dirs, select, ignore, scope)
 
-    try:
-        config = load_config(config_path)
-        rules = load_rule_dirs(list(config.rules_dirs) + list(rules_dirs))
-        linter = Linter(rules, config, select=_split_keys(select), ignore=_split_keys(ignore), scope=scope)
-    except (ConfigError, RuleError) as e:
-        _err(str(e))
-        sys.exit(EXIT_BAD_INPUT)
-    return config, rules, linter
+
+def _click_option(o: LintOption):
+    """A click option from the shared table (lintcmd.LINT_OPTIONS), so the console script's
+    fast path and click read exactly the same options."""
+    kw = {"help": o.help, "multiple": o.multiple, "default": o.default, "metavar": o.metavar}
+    if o.is_flag:
+        kw["is_flag"] = True
+    elif o.choices is not None:
+        kw["type"] = click.Choice(list(o.choices))
+    elif o.path == "file":
+        kw["type"] = click.Path(dir_okay=False)
+    elif o.path == "dir":
+        kw["type"] = click.Path(file_okay=False)
+    return click.option(*o.decls, o.dest, **kw)
+
+
+def _lint_options(f):
+    for o in reversed(LINT_OPTIONS):
+        f = _click_option(o)(f)
+    return f
 
 
 @main.command()
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("-f", "--format", "fmt", type=click.Choice(["tty", "json", "sarif", "github", "checkstyle"]),
-              default=None, help="Output format (default tty, or `format` in config).")
-@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "style", "none"]), default=None,
-              help="Exit 1 when a finding is at or above this severity (default info).")
-@click.option("--select", multiple=True, metavar="ID_OR_NAME", help="Only these rules (repeat or comma-separate).")
-@click.option("--ignore", multiple=True, metavar="ID_OR_NAME", help="Skip these rules (repeat or comma-separate).")
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="Config file (default: nearest .imagelint.yaml or pyproject.toml [tool.imagelint]).")
-@click.option("--rules", "rules_dirs", multiple=True, type=click.Path(file_okay=False), metavar="DIR",
-              help="Extra rule directory (same format as the built-in rules/).")
-@click.option("--no-color", is_flag=True, help="No ANSI colours (also NO_COLOR=1).")
-@click.option("--stdin-filename", default="-", metavar="NAME", help="Name to report for `-` (stdin).")
+@_lint_options
 def lint(paths, fmt, fail_on, select, ignore, config_path, rules_dirs, no_color, stdin_filename):
     """Lint Dockerfiles: files, directories (searched for Dockerfile, Dockerfile.*,
     *.Dockerfile, Containerfile) or - for stdin. Default: ./Dockerfile."""
-    from .engine import InputError, decode_dockerfile, fails, find_dockerfiles, read_dockerfile
-    from .report import render, use_color
-
-    config, rules, linter = _load(config_path, rules_dirs, select, ignore)
-    fmt = fmt or config.format
-    fail_on = fail_on or config.fail_on
-    if not paths:
-        paths = ("Dockerfile",) if os.path.exists("Dockerfile") else ()
-        if not paths:
-            _err("no Dockerfile here; pass a path, a directory, or - for stdin")
-            sys.exit(EXIT_BAD_INPUT)
-
-    findings, errors = [], []
-    targets = []  # (display path, context dir or None, text or None)
-    for p in paths:
-        if p == "-":
-            try:
-                data = sys.stdin.buffer.read()
-                targets.append((stdin_filename, None, decode_dockerfile(data, stdin_filename)))
-            except InputError as e:
-                errors.append((stdin_filename, str(e)))
-            continue
-        if os.path.isdir(p):
-            found = find_dockerfiles(p)
-            if not found:
-                errors.append((p, f"{p}: no Dockerfile, Dockerfile.*, *.Dockerfile or Containerfile in this "
-                                  "directory"))
-            targets.extend((f, os.path.dirname(f) or ".", None) for f in found)
-        else:
-            targets.append((p, os.path.dirname(p) or ".", None))
-
-    from .rules import RuleError
-    for path, context_dir, text in targets:
-        try:
-            if text is None:
-                text = read_dockerfile(path)
-            findings.extend(linter.lint_text(text, path, context_dir))
-        except InputError as e:
-            errors.append((path, str(e)))
-        except RuleError as e:
-            errors.append((path, str(e)))
-    for _, msg in errors:
-        _err(msg)
-    out = render(fmt, findings, linter.active, errors, color=use_color(no_color or config.no_color))
-    if out:
-        sys.stdout.write(out)
-    if errors:
-        sys.exit(EXIT_BAD_INPUT)
-    sys.exit(EXIT_FINDINGS if fails(findings, fail_on) else EXIT_CLEAN)
+    run_lint(paths, fmt, fail_on, select, ignore, config_path, rules_dirs, no_color, stdin_filename)
 
 
 @main.command("rules")
@@ -180,6 +140,80 @@ def explain(rule, rules_dirs):
         lines += ["", "Options (config `rules: {" + r.name + ": {...}}` or `thresholds:`):"]
         lines += [f"    {k}: {v}" for k, v in r.options.items()]
     click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("--dockerfile", type=click.Path(dir_okay=False), default=None,
+              help="Dockerfile the image was built from: map layers and findings to its lines.")
+@click.option("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
+              help="Platform to read from a multi-platform image (registry: and oci: sources).")
+@click.option("-f", "--format", "fmt", type=click.Choice(["tty", "json", "sarif", "github"]), default="tty")
+@click.option("--max-size", default=None, metavar="SIZE", help="Fail when the uncompressed size exceeds SIZE "
+              "(300MB = 300×10^6 bytes, 300MiB = 300×2^20).")
+@click.option("--max-transfer-size", default=None, metavar="SIZE", help="Fail when the compressed pull size exceeds SIZE.")
+@click.option("--max-layers", default=None, metavar="N", help="Fail when the image has more than N layers.")
+@click.option("--min-efficiency", default=None, metavar="RATIO", help="Fail below this dive efficiency (0.95 or 95%).")
+@click.option("--max-wasted", default=None, metavar="SIZE", help="Fail above this many dive wasted bytes.")
+@click.option("--max-user-wasted-percent", default=None, metavar="RATIO",
+              help="Fail above this dive user-wasted ratio (0.1 or 10%).")
+@click.option("--dive-ci", "dive_ci", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Read gates from a dive .dive-ci file (lowestEfficiency, highestWastedBytes, "
+                   "highestUserWastedPercent).")
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "style", "none"]), default=None,
+              help="Exit 1 when an image finding is at or above this severity (default: none).")
+@click.option("--select", multiple=True, metavar="ID_OR_NAME")
+@click.option("--ignore", multiple=True, metavar="ID_OR_NAME")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--rules", "rules_dirs", multiple=True, type=click.Path(file_okay=False), metavar="DIR")
+@click.option("--top", type=click.IntRange(1, 1000), default=None, help="How many largest files/dirs and waste items.")
+@click.option("--no-hash", is_flag=True, help="Do not hash file contents (faster; no duplicate/rewrite detection).")
+@click.option("--no-fast-path", is_flag=True, help="Always stream `docker save` instead of reading overlay2 layers.")
+@click.option("--no-color", is_flag=True)
+def inspect(images, dockerfile, platform, fmt, max_size, max_transfer_size, max_layers, min_efficiency, max_wasted,
+            max_user_wasted_percent, dive_ci, fail_on, select, ignore, config_path, rules_dirs, top, no_hash,
+            no_fast_path, no_color):
+    """Analyse built images: layer sizes, waste (dive-compatible and recoverable), image rules, CI gates.
+
+    IMAGE is a local engine image (name:tag or id; DOCKER_HOST respected), docker-archive:PATH
+    (a `docker save` tar), oci:DIR (an OCI layout) or registry:REF (read from a registry, no engine).
+    Exit 0 when every gate passes, 1 when a gate fails (or a finding reaches --fail-on), 2 on bad input.
+    """
+    from .engine import fails
+    from .image import ImageError
+    from .inspect import InspectConfigError, check_config_section, gate_limits, inspect_image
+    from .inspect_report import render_inspect
+    from .report import use_color
+
+    config, rules, linter = _load(config_path, rules_dirs, select, ignore, scope="image")
+    section = config.inspect or {}
+    try:
+        check_config_section(section, config.source or "config")
+        limits = gate_limits(section, dive_ci, {
+            "max-size": max_size, "max-transfer-size": max_transfer_size, "max-layers": max_layers,
+            "min-efficiency": min_efficiency, "max-wasted": max_wasted,
+            "max-user-wasted-percent": max_user_wasted_percent})
+    except InspectConfigError as e:
+        _err(str(e))
+        sys.exit(EXIT_BAD_INPUT)
+    fail_on = fail_on or section.get("fail-on", "none")
+    top = top or int(section.get("top", 10))
+    platform = platform or section.get("platform")
+    results, errors = [], []
+    for ref in images:
+        try:
+            results.append(inspect_image(ref, linter, limits, dockerfile=dockerfile, platform=platform, top=top,
+                                         hash_content=not no_hash, fast=not no_fast_path))
+        except ImageError as e:
+            errors.append((ref, str(e)))
+            _err(str(e))
+    out = render_inspect(fmt, results, linter.active, errors, color=use_color(no_color or config.no_color), top=top)
+    if out:
+        sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    if errors:
+        sys.exit(EXIT_BAD_INPUT)
+    failed = any(r.gates_failed for r in results) or fails([f for r in results for f in r.findings], fail_on)
+    sys.exit(EXIT_FINDINGS if failed else EXIT_CLEAN)
 
 
 if __name__ == "__main__":  # pragma: no cover

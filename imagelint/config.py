@@ -123,7 +123,7 @@ def _rule_settings(value, where) -> dict:
             s = dict(setting)
             if "severity" in s:
                 sev = s["severity"]
-                if isinstance(sev, str) and sev.lower() == "off":
+                if sev is False or (isinstance(sev, str) and sev.lower() == "off"):  # YAML reads off as false
                     s = {"off": True}
                 else:
                     s["severity"] = _choice(sev, SEVERITIES, f"{w}.severity")

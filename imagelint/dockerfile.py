@@ -25,7 +25,8 @@ KEYWORDS = frozenset(
     "FROM RUN CMD LABEL MAINTAINER EXPOSE ENV ADD COPY ENTRYPOINT VOLUME USER "
     "WORKDIR ARG ONBUILD STOPSIGNAL HEALTHCHECK SHELL".split()
 )
-_HEREDOC_RE = re.compile(r"<<(-?)\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
+# (?<!<): `<<<word` is a here-string, not a heredoc
+_HEREDOC_RE = re.compile(r"(?<!<)<<(-?)\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\2")
 _DIRECTIVE_RE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9_-]*)\s*=\s*(.*?)\s*$")
 _VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
 _POSIX_SHELLS = ("sh", "bash", "dash", "ash", "zsh", "ksh")
@@ -113,7 +114,10 @@ class Instruction:
             return ""
         text = self.args
         if self.heredocs:
-            rest = _HEREDOC_RE.sub("", text).strip()
+            rest = text
+            for m in reversed(_heredoc_markers(text)):
+                rest = rest[:m.start()] + rest[m.end():]
+            rest = rest.strip()
             first = rest.split()[0].rsplit("/", 1)[-1] if rest else ""
             bodies = "\n".join(h.body for h in self.heredocs)
             if not rest:
@@ -190,6 +194,7 @@ class Dockerfile:
         self.comments: list = []  # (line, text without '#')
         self.errors: list = []  # (line, message)
         self.escape = "\\"
+        self._env_cache: dict = {}  # stage index → _stage_envs result
 
     # -- queries -----------------------------------------------------------------
     @property
@@ -221,23 +226,38 @@ class Dockerfile:
         return None
 
     def env_at(self, ins: Instruction) -> dict:
-        """ENV and ARG values visible to ``ins`` (inherited through FROM <stage>)."""
-        env: dict = {}
-        stage = ins.stage
-        chain = []
-        while stage is not None and stage not in chain:
-            chain.append(stage)
-            stage = stage.parent
-        for st in reversed(chain):
-            for other in st.instructions:
-                if st is ins.stage and other.index >= ins.index:
-                    break
-                if other.keyword in ("ENV", "ARG"):
-                    for k, v in parse_key_values(other.args, other.keyword):
-                        if v is None:
-                            v = self.global_args.get(k) or env.get(k) or ""
-                        env[k] = v
-        return env
+        """ENV and ARG values visible to ``ins`` (inherited through FROM <stage>).
+
+        A new dict on every call (callers add to it). Several rules ask on every RUN,
+        so each stage's ENV/ARG instructions are read once (:meth:`_stage_envs`).
+        """
+        if ins.stage is None:
+            return {}
+        indices, envs = self._stage_envs(ins.stage)
+        pos = len(indices) - 1
+        while indices[pos] >= ins.index:  # the last ENV/ARG before ins (indices[0] is -1)
+            pos -= 1
+        return dict(envs[pos])
+
+    def _stage_envs(self, stage: "Stage") -> tuple:
+        """([-1, index of each ENV/ARG in the stage], [env before the stage's first one, after each])."""
+        cached = self._env_cache.get(stage.index)
+        if cached is not None:
+            return cached
+        parent = stage.parent
+        # parents always come earlier (see _build_stages), so this recursion ends
+        env = dict(self._stage_envs(parent)[1][-1]) if parent is not None and parent.index < stage.index else {}
+        indices, envs = [-1], [dict(env)]
+        for other in stage.instructions:
+            if other.keyword in ("ENV", "ARG"):
+                for k, v in parse_key_values(other.args, other.keyword):
+                    if v is None:
+                        v = self.global_args.get(k) or env.get(k) or ""
+                    env[k] = v
+                indices.append(other.index)
+                envs.append(dict(env))
+        self._env_cache[stage.index] = (indices, envs)
+        return indices, envs
 
     def substitute(self, text: str, env: dict) -> str:
         """Expand ``$VAR``, ``${VAR}``, ``${VAR:-default}`` and ``${VAR:+alt}``."""
@@ -393,6 +413,24 @@ def _fill(df: Dockerfile, ins: Instruction) -> None:
         _read_heredocs(df, ins)
 
 
+def _heredoc_markers(text: str) -> list:
+    """``<<EOF`` markers outside quotes: BuildKit reads ``echo "<<EOF"`` as plain text."""
+    out = []
+    quote = None  # the quote character we are inside, if any
+    pos = 0
+    for m in _HEREDOC_RE.finditer(text):
+        for ch_i in range(pos, m.start()):
+            ch = text[ch_i]
+            if quote is None and ch in "\"'":
+                quote = ch
+            elif ch == quote and not (quote == '"' and ch_i > 0 and text[ch_i - 1] == "\\"):
+                quote = None
+        pos = m.start()
+        if quote is None:
+            out.append(m)
+    return out
+
+
 def _read_heredocs(df: Dockerfile, ins: Instruction) -> None:
     if "<<" not in ins.args:
         return
@@ -400,7 +438,7 @@ def _read_heredocs(df: Dockerfile, ins: Instruction) -> None:
     # the marker in the instruction's first physical line, as BuildKit does
     first_line = df.lines[ins.start_line - 1] if ins.start_line - 1 < len(df.lines) else ""
     cursor = ins.end_line  # 0-based index of the first body line
-    for m in _HEREDOC_RE.finditer(ins.args):
+    for m in _heredoc_markers(ins.args):
         if m.group(0) not in first_line and ins.start_line == ins.end_line:
             continue
         strip_tabs, quoted, name = m.group(1) == "-", bool(m.group(2)), m.group(3)

@@ -20,24 +20,34 @@ class InputError(Exception):
 class Finding:
     """A rule's finding at a place in a file."""
 
-    __slots__ = ("rule", "severity", "path", "line", "end_line", "message", "fix")
+    __slots__ = ("rule", "severity", "path", "line", "end_line", "message", "fix", "layer", "bytes", "paths",
+                 "certain")
 
-    def __init__(self, rule: Rule, severity: str, path: str, line: int, end_line: int, message: str, fix: str):
+    def __init__(self, rule: Rule, severity: str, path: str, line: int, end_line: int, message: str, fix: str,
+                 layer: int = None, nbytes: int = None, paths: list = None, certain: bool = True):
         self.rule = rule
         self.severity = severity
         self.path = path
-        self.line = line
+        self.line = line  # 0: an image finding whose layer maps to no Dockerfile line
         self.end_line = end_line
         self.message = message
         self.fix = fix
+        self.layer = layer  # image findings: the layer index
+        self.bytes = nbytes  # image findings: what it costs
+        self.paths = paths  # image findings: the paths involved
+        self.certain = certain  # image findings: False when the layer-to-line mapping is a guess
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "rule": self.rule.id, "name": self.rule.name, "severity": self.severity,
             "category": self.rule.category, "file": self.path, "line": self.line,
             "end_line": self.end_line, "message": self.message, "fix": self.fix,
             "hadolint": self.rule.hadolint,
         }
+        if self.layer is not None or self.bytes is not None:
+            d.update({"layer": self.layer, "bytes": self.bytes, "paths": (self.paths or [])[:20],
+                      "path_count": len(self.paths or []), "line_certain": self.certain})
+        return d
 
     def __repr__(self) -> str:
         return f"<{self.rule.id} {self.path}:{self.line} {self.message[:50]!r}>"
@@ -57,14 +67,16 @@ class Linter:
         for r in rules:
             if r.hadolint:
                 self.by_hadolint.setdefault(str(r.hadolint).upper(), []).append(r)
-        select = list(select) or list(config.select)
-        ignore = list(config.ignore) + list(ignore)
-        wanted = {self.resolve(k).id for k in select} if select else None
-        dropped = {self.resolve(k).id for k in ignore}
+        # config keys are checked even when a flag overrides them; errors name the config file
+        cfg_select = [self._resolve_config(k, "select").id for k in config.select]
+        cfg_ignore = [self._resolve_config(k, "ignore").id for k in config.ignore]
+        select = [self.resolve(k).id for k in select] or cfg_select
+        wanted = set(select) if select else None
+        dropped = set(cfg_ignore) | {self.resolve(k).id for k in ignore}
         self.severity = {}
         self.options = {}
         for key, setting in config.rules.items():
-            rule = self.resolve(key)
+            rule = self._resolve_config(key, "rules")
             if setting.get("off"):
                 dropped.add(rule.id)
                 continue
@@ -92,6 +104,12 @@ class Linter:
             raise RuleError(f"unknown rule {key!r}; `imagelint rules` lists them")
         return rule
 
+    def _resolve_config(self, key: str, where: str) -> Rule:
+        try:
+            return self.resolve(str(key))
+        except RuleError as e:
+            raise RuleError(f"{self.config.source}: {where}: {e}") from None
+
     def options_for(self, rule: Rule) -> dict:
         opts = dict(rule.options)
         for k, v in self.config.thresholds.items():
@@ -110,8 +128,14 @@ class Linter:
         raw: list = []
         for rule in self.active:
             ctx = CheckContext(rule, self.options_for(rule), context_dir, self.config)
-            for problem in rule.run(df, ctx):
-                raw.append((rule, problem))
+            try:
+                for problem in rule.run(df, ctx):
+                    raw.append((rule, problem))
+            except RuleError:
+                raise
+            except Exception as e:  # a bug in one check: one clear line (exit 2), not a traceback
+                raise RuleError(f"{path}: rule {rule.id} ({rule.name}) crashed: {type(e).__name__}: {e}; "
+                                "please report this bug") from e
         ignored = None if self.config.disable_ignore_pragma else self._pragmas(df)
         findings = []
         seen = set()
@@ -125,6 +149,35 @@ class Linter:
             findings.append(Finding(rule, self.severity_of(rule), path, p.line, p.end_line,
                                     p.message or rule.message, p.fix or rule.fix))
         findings.sort(key=lambda f: (f.line, f.rule.id))
+        return findings
+
+    def lint_image(self, view, path: str) -> list:
+        """Findings of image rules on an analysed image (:class:`imagelint.imageview.ImageView`).
+
+        ``path`` names the Dockerfile (findings on its lines) or the image (no line known).
+        Ignore pragmas in the Dockerfile apply to image findings placed on its lines too.
+        """
+        raw: list = []
+        for rule in self.active:
+            ctx = CheckContext(rule, self.options_for(rule), None, self.config)
+            try:
+                raw.extend((rule, p) for p in rule.run(view, ctx))
+            except RuleError:
+                raise
+            except Exception as e:
+                raise RuleError(f"{path}: rule {rule.id} ({rule.name}) crashed: {type(e).__name__}: {e}; "
+                                "please report this bug") from e
+        ignored = None
+        if view.df is not None and not self.config.disable_ignore_pragma:
+            ignored = self._pragmas(view.df)
+        findings = []
+        for rule, p in raw:
+            if ignored is not None and p.line and _is_ignored(ignored, rule, p.line):
+                continue
+            message = p.message or rule.message
+            findings.append(Finding(rule, self.severity_of(rule), path, p.line, p.end_line, message,
+                                    p.fix or rule.fix, p.layer, p.bytes, p.paths, p.certain))
+        findings.sort(key=lambda f: (-(f.bytes or 0), f.rule.id, f.layer if f.layer is not None else -1))
         return findings
 
     def _pragmas(self, df) -> list:
@@ -153,7 +206,9 @@ class Linter:
             if kind in ("global", "file"):
                 out.append((1, n + 1, ids))
                 continue
-            nxt = next(((s, e, k) for s, e, k in starts if s > line), None)
+            # a pragma inside a continued instruction is for that instruction, not the next one
+            nxt = next(((s, e, k) for s, e, k in starts if s < line <= e), None) or \
+                next(((s, e, k) for s, e, k in starts if s > line), None)
             if nxt is None:
                 continue
             if kind == "stage":

@@ -38,11 +38,23 @@ def render_tty(findings: list, color: bool = False) -> str:
         sev = f.severity
         if color:
             sev = f"{_COLOR[f.severity]}{f.severity}{_RESET}"
-        lines = f"{f.line}" if f.end_line == f.line else f"{f.line}-{f.end_line}"
-        out.append(f"{f.path}:{lines} {f.rule.id} {sev}: {f.message} [{f.rule.name}]")
+        where = _where(f)
+        out.append(f"{where} {f.rule.id} {sev}: {f.message} [{f.rule.name}]")
         if f.fix:
             out.append(f"    fix: {f.fix}")
     return "\n".join(out) + ("\n" if out else "")
+
+
+def _where(f) -> str:
+    """``path:line`` for Dockerfile findings; image findings add their layer."""
+    if f.line:
+        lines = f"{f.line}" if f.end_line == f.line else f"{f.line}-{f.end_line}"
+        where = f"{f.path}:{lines}"
+    else:
+        where = f.path
+    if getattr(f, "layer", None) is not None:
+        where += f" (layer {f.layer}{'' if f.certain or not f.line else ', line mapping uncertain'})"
+    return where
 
 
 def render_json(findings: list, errors: list = ()) -> str:
@@ -56,10 +68,14 @@ def render_json(findings: list, errors: list = ()) -> str:
 
 
 def _uri(path: str) -> str:
+    """A SARIF artifact URI: '/'-separated and percent-encoded (spaces, '#', '%' in names)."""
+    from urllib.parse import quote
+
     if path == "-":
         return "stdin"
     p = path.replace(os.sep, "/")
-    return p[2:] if p.startswith("./") else p
+    # surrogateescape: a file name that is not UTF-8 keeps its raw bytes (%FF)
+    return quote(p[2:] if p.startswith("./") else p, safe="/", errors="surrogateescape")
 
 
 def render_sarif(findings: list, rules: list, errors: list = ()) -> str:
@@ -91,18 +107,20 @@ def render_sarif(findings: list, rules: list, errors: list = ()) -> str:
         sarif_rules.append(entry)
     results = []
     for f in findings:
-        results.append({
+        location = {"artifactLocation": {"uri": _uri(f.path)}}
+        if f.line:  # image findings whose layer maps to no Dockerfile line have no region
+            location["region"] = {"startLine": f.line, "endLine": max(f.end_line, f.line)}
+        result = {
             "ruleId": f.rule.id,
             "ruleIndex": index[f.rule.id],
             "level": _SARIF_LEVEL[f.severity],
             "message": {"text": f"{f.message}. Fix: {f.fix}" if f.fix else f.message},
-            "locations": [{
-                "physicalLocation": {
-                    "artifactLocation": {"uri": _uri(f.path)},
-                    "region": {"startLine": max(f.line, 1), "endLine": max(f.end_line, f.line, 1)},
-                }
-            }],
-        })
+            "locations": [{"physicalLocation": location}],
+        }
+        if getattr(f, "layer", None) is not None or getattr(f, "bytes", None) is not None:
+            result["properties"] = {"layer": f.layer, "bytes": f.bytes, "lineCertain": f.certain,
+                                    "paths": (f.paths or [])[:20]}
+        results.append(result)
     run = {
         "tool": {"driver": {
             "name": "imagelint",
@@ -139,8 +157,10 @@ def _gh_escape(s: str, prop: bool = False) -> str:
 def render_github(findings: list) -> str:
     out = []
     for f in findings:
-        props = (f"file={_gh_escape(f.path, True)},line={f.line},endLine={f.end_line},"
-                 f"title={_gh_escape(f.rule.id + ' ' + f.rule.name, True)}")
+        props = f"file={_gh_escape(f.path, True)},"
+        if f.line:
+            props += f"line={f.line},endLine={f.end_line},"
+        props += f"title={_gh_escape(f.rule.id + ' ' + f.rule.name, True)}"
         msg = f"{f.message}" + (f"\nFix: {f.fix}" if f.fix else "")
         out.append(f"::{_GH_LEVEL[f.severity]} {props}::{_gh_escape(msg)}")
     return "\n".join(out) + ("\n" if out else "")
@@ -148,8 +168,10 @@ def render_github(findings: list) -> str:
 
 def _xml(s: str) -> str:
     s = "".join(ch if ch in "\t\n\r" or ord(ch) >= 0x20 else "?" for ch in str(s))
+    # newlines and tabs as character references: a parser normalises literal ones in attributes to spaces
     return (s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;").replace("'", "&apos;"))
+            .replace('"', "&quot;").replace("'", "&apos;")
+            .replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;"))
 
 
 def render_checkstyle(findings: list) -> str:

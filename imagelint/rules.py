@@ -26,7 +26,8 @@ _REQUIRED = ("id", "name", "severity", "category", "title", "message", "fix", "r
 _KNOWN = set(_REQUIRED) | {"hadolint", "scope", "match", "check", "options", "stages"}
 _MATCH_KEYS = {"command", "subcommand", "args", "without-flag", "with-flag", "without-command",
                "unless-env", "unless-mount", "instruction", "args-regex", "without-instruction-flag",
-               "with-instruction-flag"}
+               "with-instruction-flag",
+               "paths", "exclude-paths", "where"}
 _FALSY = ("", "0", "false", "no", "off")
 
 
@@ -40,15 +41,33 @@ class RuleError(ValueError):
 
 
 class Problem:
-    """What a check yields: where, and optionally a message/fix more specific than the rule's."""
+    """What a check yields: where, and optionally a message/fix more specific than the rule's.
 
-    __slots__ = ("line", "end_line", "message", "fix")
+    Image rules also say which layer, how many bytes it costs and example paths;
+    ``line`` is then the Dockerfile line that made the layer, or 0 when unknown.
+    """
 
-    def __init__(self, line: int, end_line: int = None, message: str = None, fix: str = None):
+    __slots__ = ("line", "end_line", "message", "fix", "layer", "bytes", "paths", "certain")
+
+    def __init__(self, line: int, end_line: int = None, message: str = None, fix: str = None,
+                 layer: int = None, nbytes: int = None, paths: list = None, certain: bool = True):
         self.line = line
         self.end_line = end_line if end_line is not None else line
         self.message = message
         self.fix = fix
+        self.layer = layer
+        self.bytes = nbytes
+        self.paths = paths
+        self.certain = certain  # False: the layer-to-line mapping is a best guess
+
+    @classmethod
+    def in_layer(cls, view, layer: int, nbytes: int = None, paths: list = None, message: str = None,
+                 fix: str = None) -> "Problem":
+        """An image finding in ``layer``, placed on its Dockerfile line when known."""
+        where = view.layer_line(layer) if layer is not None else None
+        if where is None:
+            return cls(0, 0, message, fix, layer, nbytes, paths, certain=False)
+        return cls(where[0], where[1], message, fix, layer, nbytes, paths, certain=where[2])
 
     @classmethod
     def at(cls, ins, message: str = None, fix: str = None) -> "Problem":
@@ -123,8 +142,14 @@ class Rule:
             bad = set(self.match) - _MATCH_KEYS
             if bad:
                 raise RuleError(f"{source}: unknown match key {sorted(bad)[0]!r}")
-            if "command" not in self.match and "instruction" not in self.match:
+            if self.scope == "image":
+                if "paths" not in self.match:
+                    raise RuleError(f"{source}: an image rule's match needs 'paths'")
+                if self.match.get("where", "final") not in ("final", "any-layer"):
+                    raise RuleError(f"{source}: match.where must be 'final' or 'any-layer'")
+            elif "command" not in self.match and "instruction" not in self.match:
                 raise RuleError(f"{source}: match needs 'command' or 'instruction'")
+            _check_regexes(self.match, source)
         if self.check is not None and ":" not in str(self.check):
             raise RuleError(f"{source}: check must be 'module:function'")
 
@@ -151,9 +176,26 @@ class Rule:
                 except (ImportError, AttributeError) as e:
                     raise RuleError(f"{self.source}: check {self.check!r} cannot be loaded: {e}") from None
             return self._func(df, ctx)
+        if self.scope == "image":
+            return _run_image_match(self, df, ctx)
         if "instruction" in self.match:
             return _run_instruction_match(self, df, ctx)
         return _run_command_match(self, df, ctx)
+
+
+def _check_regexes(match: dict, source: str) -> None:
+    """Compile the match's regular expressions now: a bad one must fail at load, not mid-lint."""
+    specs = [("match", match)] + [(f"match.without-command[{i}]", s)
+                                  for i, s in enumerate(_as_list(match.get("without-command")))]
+    for where, spec in specs:
+        if not isinstance(spec, dict):
+            raise RuleError(f"{source}: {where} must be a mapping")
+        for key in ("args", "args-regex"):
+            for rx in _as_list(spec.get(key)):
+                try:
+                    re.compile(str(rx))
+                except re.error as e:
+                    raise RuleError(f"{source}: {where}.{key}: invalid regular expression {rx!r}: {e}") from None
 
 
 def _as_list(v) -> list:
@@ -231,6 +273,48 @@ def _run_instruction_match(rule: Rule, df, ctx: CheckContext):
         if with_ and not any(ins.flag(f) is not None for f in with_):
             continue
         yield Problem.at(ins)
+
+
+def _run_image_match(rule: Rule, view, ctx: CheckContext):
+    """Image rules: paths (globs) present in the final image, or in any layer.
+
+    One problem per layer that contributes, with its bytes; the rule option
+    ``min-bytes`` (when the rule has it) is the threshold below which it is silent.
+    """
+    from .analysis import _glob_regex as glob_regex
+
+    m = rule.match
+    patterns = _as_list(m["paths"])
+    excludes = [glob_regex(p.strip("/")) for p in _as_list(m.get("exclude-paths"))]
+    min_bytes = int(ctx.options.get("min-bytes", 0) or 0)
+    by_layer: dict = {}  # layer → [bytes, paths]
+    seen: set = set()
+    if m.get("where", "final") == "any-layer":
+        for layer, entry in view.matches_any_layer([glob_regex(p.strip("/")) for p in patterns]):
+            if any(rx.match(entry.path) for rx in excludes):
+                continue
+            b = by_layer.setdefault(layer, [0, []])
+            b[0] += entry.size
+            b[1].append(entry.path)
+    else:
+        final = view.final
+        for pattern in patterns:
+            for path in final.glob(pattern.strip("/")):
+                for p, entry, layer in final.walk(path):
+                    if entry is None or entry.kind == "dir" or any(rx.match(p) for rx in excludes):
+                        continue
+                    if p in seen:  # overlapping patterns
+                        continue
+                    seen.add(p)
+                    b = by_layer.setdefault(layer, [0, []])
+                    b[0] += entry.size
+                    b[1].append(p)
+    total = sum(b[0] for b in by_layer.values())
+    if not by_layer or total < min_bytes:
+        return
+    for layer in sorted(by_layer):
+        nbytes, paths = by_layer[layer]
+        yield Problem.in_layer(view, layer, nbytes, sorted(paths))
 
 
 # -- loading -----------------------------------------------------------------

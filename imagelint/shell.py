@@ -34,7 +34,10 @@ class Command:
     @property
     def name(self) -> str:
         """Program name without directory, e.g. ``apt-get`` for ``/usr/bin/apt-get``."""
-        return os.path.basename(self.argv[0]) if self.argv else ""
+        if not self.argv:
+            return ""
+        a0 = self.argv[0]
+        return a0[a0.rfind("/") + 1:]  # posixpath.basename, inlined: checks call this very often
 
     @property
     def args(self) -> list:
@@ -101,7 +104,7 @@ _WORD_BREAK = set(" \t\n;&|()<>")
 class _Word(str):
     """A word; ``subs`` are the bodies of $(...) and backticks inside it."""
 
-    __slots__ = ("subs", "quoted")
+    __slots__ = ("subs", "quoted", "quote_at")
 
 
 def _matching_paren(s: str, i: int) -> int:
@@ -163,16 +166,24 @@ def _tokenize(s: str):
     buf: list = []
     subs: list = []
     quoted = False
+    quote_at = -1  # offset in the word of its first quoted/escaped character
     start_line = 0
     have_word = False
 
     def flush():
-        nonlocal buf, subs, quoted, have_word
+        nonlocal buf, subs, quoted, have_word, quote_at
         w = _Word("".join(buf))
         w.subs = subs
         w.quoted = quoted
-        buf, subs, quoted, have_word = [], [], False, False
+        w.quote_at = quote_at
+        buf, subs, quoted, have_word, quote_at = [], [], False, False, -1
         return w
+
+    def mark_quote():
+        # `A="x y" cmd` is still an assignment; `"A=1" cmd` and `A\=1 cmd` are not
+        nonlocal quote_at
+        if quote_at < 0:
+            quote_at = sum(len(b) for b in buf)
 
     while i < n:
         c = s[i]
@@ -189,6 +200,7 @@ def _tokenize(s: str):
                 i += 2
                 continue
             if i + 1 < n:
+                mark_quote()
                 buf.append(s[i + 1])
             have_word = True
             i += 2
@@ -198,6 +210,7 @@ def _tokenize(s: str):
             if j < 0:
                 raise ShellSyntaxError(f"unterminated single quote (script line {line + 1})")
             chunk = s[i + 1:j]
+            mark_quote()
             buf.append(chunk)
             line += chunk.count("\n")
             quoted = have_word = True
@@ -224,6 +237,7 @@ def _tokenize(s: str):
                     continue
                 out.append(ch)
                 k += 1
+            mark_quote()
             buf.append("".join(out))
             line += raw.count("\n")
             quoted = have_word = True
@@ -312,11 +326,19 @@ def _is_assignment(w: str) -> bool:
     return not name[0].isdigit() and all(ch in _ASSIGN_CHARS for ch in name)
 
 
+def _unquoted_name(word) -> bool:
+    """The ``NAME=`` part of an assignment word is not quoted or escaped."""
+    at = getattr(word, "quote_at", -1)
+    return at < 0 or at > word.find("=")
+
+
 def _unwrap(argv: list, env: dict, depth: int):
     """Strip wrappers; returns (argv, wrappers, inner_script or None)."""
     wrappers = []
     while argv:
         name = os.path.basename(argv[0])
+        if name == "command" and any(a in ("-v", "-V") for a in argv[1:2]):
+            break  # `command -v curl` looks curl up; it does not run it
         if name in _WRAPPERS_PLAIN:
             wrappers.append(name)
             argv = argv[1:]
@@ -405,7 +427,7 @@ def split_commands(script: str, _depth: int = 0) -> list:
         argv = [str(w) for w in words]
         cmd_env = env
         # leading assignments
-        while argv and _is_assignment(argv[0]) and not getattr(words[len(words) - len(argv)], "quoted", False):
+        while argv and _is_assignment(argv[0]) and _unquoted_name(words[len(words) - len(argv)]):
             k, _, v = argv[0].partition("=")
             cmd_env[k] = v
             argv = argv[1:]

@@ -5,7 +5,7 @@ the lint path reads their JSON copy and imports yaml only on a cache miss.
 """
 from __future__ import annotations
 
-import hashlib
+import binascii
 import json
 import os
 
@@ -51,7 +51,10 @@ def load_yaml_cached(paths: list) -> list:
             key.append([os.path.abspath(p), st.st_mtime_ns, st.st_size])
     except OSError as e:
         raise YamlFileError(f"{e.filename}: cannot read: {e.strerror}") from None
-    digest = hashlib.sha1(json.dumps([k[0] for k in key]).encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    # the name only spreads entries over files (the stored key is compared on read), so a
+    # CRC does; hashlib would cost ~2 ms of OpenSSL loading on every run
+    names = json.dumps([k[0] for k in key]).encode("utf-8", "surrogateescape")
+    digest = f"{binascii.crc32(names):08x}{len(key):x}"
     cache_file = os.path.join(cache_dir(), f"yaml-{digest}.json")
     try:
         with open(cache_file, encoding="utf-8") as f:

@@ -64,9 +64,22 @@ def test_case(tmp_path, rule_key, case):
 
 @pytest.mark.parametrize("rule", [r for r in RULES if r.scope == "dockerfile"], ids=lambda r: r.id)
 def test_rule_examples(tmp_path, rule):
-    """The documented bad example fires; the good one stays silent."""
-    assert run_rule(tmp_path, rule.id, rule.examples["bad"]), "bad example does not fire"
-    assert run_rule(tmp_path, rule.id, rule.examples["good"]) == [], "good example fires"
+    """The documented bad example fires; the good one stays silent.
+
+    ``examples: {config: {...}}`` gives the config both run with (rules that are
+    off until configured, such as trusted registries). ``files`` gives build-context
+    files for both, ``good-files`` replaces them for the good example (rules about
+    .dockerignore and the context).
+    """
+    config = rule.examples.get("config")
+    files = rule.examples.get("files")
+    good_files = rule.examples.get("good-files", files)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "good").mkdir()
+    assert run_rule(tmp_path / "bad", rule.id, rule.examples["bad"], files=files, config=config), \
+        "bad example does not fire"
+    assert run_rule(tmp_path / "good", rule.id, rule.examples["good"], files=good_files, config=config) == [], \
+        "good example fires"
 
 
 @pytest.mark.parametrize("rule", [r for r in RULES if r.scope == "dockerfile"], ids=lambda r: r.id)
