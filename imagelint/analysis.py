@@ -183,8 +183,14 @@ _MISSING = object()
 def _dive_layer_nodes(entries) -> Tuple[dict, set]:
     """One layer's tree as dive builds it: node key → payload, plus the set of keys that
     have children. Node keys are tar names (whiteouts keep their ``.wh.``)."""
-    nodes: dict = {}
-    for e in entries:
+    # Plain entries in one C-speed pass (a repeated name: the last payload wins, as in
+    # dive's AddPath). Whiteouts, opaque markers and `.wh.`-named paths are rare and go
+    # through the ordered loop below; their keys cannot collide with plain ones except
+    # where payload None only ensures existence, so doing them second is equivalent.
+    nodes = {e.path: (~e.size if e.kind == "dir" else e.size) for e in entries
+             if e.kind not in _SPECIAL_KINDS and WHITEOUT_PREFIX not in e.path and e.path}
+    special = [e for e in entries if e.kind in _SPECIAL_KINDS or WHITEOUT_PREFIX in e.path]
+    for e in special:
         path = e.path
         if not path:  # '.' / '/' : dive skips it
             continue
@@ -206,21 +212,22 @@ def _dive_layer_nodes(entries) -> Tuple[dict, set]:
                 if cut == 0:
                     continue
                 key, payload = "/".join(parts[:cut]), None
-        if key in nodes:
-            if payload is not None:  # same name again in one tar: the last payload wins
-                nodes[key] = payload
-            continue
-        nodes[key] = 0 if payload is None else payload
-        # missing ancestors become empty intermediates
-        i = key.rfind("/")
-        while i > 0:
-            parent = key[:i]
-            if parent in nodes:
-                break
-            nodes[parent] = 0
-            i = parent.rfind("/")
+        if payload is not None:
+            nodes[key] = payload
+        elif key not in nodes:
+            nodes[key] = 0
+    # missing ancestors become empty intermediates (size 0, not a directory)
     parents = {k[:k.rfind("/")] for k in nodes if "/" in k}
+    missing = parents - nodes.keys()
+    while missing:
+        nodes.update(dict.fromkeys(missing, 0))
+        above = {k[:k.rfind("/")] for k in missing if "/" in k}
+        parents |= above
+        missing = above - nodes.keys()
     return nodes, parents
+
+
+_SPECIAL_KINDS = frozenset(("whiteout", "opaque"))
 
 
 def _is_whiteout_key(key: str) -> bool:
@@ -268,19 +275,26 @@ def _dive_stack(tree: _PathTree, nodes: dict, whiteouts: List[str], include_whit
         name = target[target.rfind("/") + 1:]
         if target in nodes and name < WHITEOUT_PREFIX + name:
             skip_under.append(target)
-    whiteout_set = set(whiteouts) if not include_whiteout_nodes else ()
-    values = tree.values
-    link = tree._link
-    for key, payload in nodes.items():
-        if key in whiteout_set:
-            continue
-        if skip_under and any(key == s or key.startswith(s + "/") for s in skip_under):
-            continue
-        if key in values:
-            values[key] = payload
+    if whiteouts and not include_whiteout_nodes:
+        nodes = nodes.copy()
+        for k in whiteouts:
+            del nodes[k]
+    if skip_under:
+        skip, under = set(skip_under), tuple(t + "/" for t in skip_under)
+        nodes = {k: v for k, v in nodes.items() if k not in skip and not k.startswith(under)}
+    values, children = tree.values, tree.children
+    new = nodes.keys() - values.keys()
+    values.update(nodes)
+    # every ancestor of a layer node is itself a node of the layer, so new keys only need
+    # linking to their parent
+    for k in new:
+        i = k.rfind("/")
+        parent = k[:i] if i > 0 else ""
+        kids = children.get(parent)
+        if kids is None:
+            children[parent] = {k}
         else:
-            values[key] = payload
-            link(key, _DIVE_INTERMEDIATE)
+            kids.add(k)
 
 
 def _payload_size(payload: int) -> int:
@@ -304,7 +318,7 @@ def _dfs_key(key: str) -> list:
     return key.split("/")
 
 
-def dive_metrics(image: Image) -> DiveMetrics:
+def dive_metrics(image: Image, dive_empty_layers=()) -> DiveMetrics:
     """Compute exactly what dive 0.13 computes for ``image`` (dive/filetree/efficiency.go,
     dive/image/analysis.go, dive/image/docker/image_archive.go).
 
@@ -348,11 +362,17 @@ def dive_metrics(image: Image) -> DiveMetrics:
       an insertion sort (stable) for ≤ 12 items; beyond that Go's order of equal sizes is
       unspecified - we keep the visiting order for ties.
 
-    Not reproducible from our model: ``..`` in tar names (we resolve it, dive keeps it),
-    and dive reading a layer tar that ``docker save`` stored as a symlink (a duplicate
-    layer) as empty.
+    * ``docker save`` (classic format) stores a layer identical to an earlier one as a
+      symlink to that layer.tar, and dive reads such a layer as EMPTY (size 0, no files).
+      Our sources read it properly; pass those layer indices as ``dive_empty_layers`` to
+      reproduce dive exactly (verified with docker 20.10 + dive 0.13.1).
+
+    Not reproducible from our model: ``..`` in tar names (we resolve it, dive keeps it).
     """
-    layers = image.layers
+    layers = list(image.layers)
+    if dive_empty_layers:
+        from .image import Layer
+        layers = [Layer(layer.index) if i in dive_empty_layers else layer for i, layer in enumerate(layers)]
     layer_sizes = [layer.size for layer in layers]
     size_bytes = sum(layer_sizes)
     user_size_bytes = sum(layer_sizes[1:])
@@ -360,9 +380,11 @@ def dive_metrics(image: Image) -> DiveMetrics:
     # A whiteout node can only come from a whiteout entry (sources turn `.wh.` names into
     # those) or a `.wh.`-named path component; the stacked tree (layers 0..i-1) is only
     # built as far as the last layer holding one needs it.
-    has_whiteout = [any(e.kind == "whiteout" or WHITEOUT_PREFIX in e.path for e in layer.entries)
-                    for layer in layers]
-    last_whiteout = max((i for i, flag in enumerate(has_whiteout) if flag), default=-1)
+    last_whiteout = -1
+    for i in range(len(layers) - 1, 0, -1):  # from the top: app layers are small
+        if any(e.kind == "whiteout" or WHITEOUT_PREFIX in e.path for e in layers[i].entries):
+            last_whiteout = i
+            break
     stacked = _PathTree()
 
     # Per dive path: cumulative size; the layer of the first occurrence; for paths seen
@@ -402,48 +424,72 @@ def dive_metrics(image: Image) -> DiveMetrics:
             if size is _MISSING:
                 missing.append(key)
 
-        leaves = [k for k in nodes if k not in parents]
         if missing:
             # the failed lookup aborts the rest of this layer's walk (DFS order)
-            leaves.sort(key=_dfs_key)
+            leaves = sorted(nodes.keys() - parents, key=_dfs_key)
             first = min(missing, key=_dfs_key)
-            leaves = leaves[:leaves.index(first) + 1]
+            ordered = leaves[:leaves.index(first) + 1]
+        else:
+            ordered = None
+            leaves = nodes.keys() - parents
 
-        for key in leaves:
-            if key in sizes:
-                path = _dive_path(key)
-                size = sizes[key]
-                if size is _MISSING:
-                    if path not in cumulative:
-                        negative.add(path)
-                    continue
-            else:
-                path = "/" + key  # normalised paths have no '//' to collapse
-                size = nodes[key]
-                if size < 0:
-                    size = ~size
+        def occur(key, path, size):
             before = cumulative.get(path)
             if before is None:
                 cumulative[path] = size
                 first_layer[path] = index
-                continue
+                return
             cumulative[path] = before + size
             data = multi.get(path)
             if data is None:
                 first = first_layer[path]
                 # a same-layer pair is `x` and `.wh.x`: the other one is the counterpart
-                first_key = _dive_counterpart(key) if first == index else path[1:]
+                first_key = _dive_counterpart(key) if first == index else path
                 multi[path] = [min(before, size), 2, [(first, first_key), (index, key)]]
             else:
                 if size < data[0]:
                     data[0] = size
                 data[1] += 1
                 data[2].append((index, key))
+
+        if ordered is not None:
+            for key in ordered:
+                if key in sizes:
+                    size = sizes[key]
+                    path = _dive_path(key)[1:]
+                    if size is _MISSING:
+                        if path not in cumulative:
+                            negative.add(path)
+                        continue
+                else:
+                    size = nodes[key]
+                    size = ~size if size < 0 else size
+                    path = key
+                occur(key, path, size)
+        else:
+            # Plain leaves in bulk (dict/set operations run in C); their dive path is the
+            # key itself. Repeats and whiteouts go through occur().
+            plain = leaves - sizes.keys() if sizes else leaves
+            leaf_sizes = {k: nodes[k] for k in plain}
+            for k, v in leaf_sizes.items():
+                if v < 0:  # an empty directory: its size is ~payload
+                    leaf_sizes[k] = ~v
+            repeated = plain & cumulative.keys()
+            if repeated:
+                for k in repeated:
+                    del leaf_sizes[k]
+            cumulative.update(leaf_sizes)
+            first_layer.update(dict.fromkeys(leaf_sizes, index))
+            for k in repeated:
+                size = nodes[k]
+                occur(k, k, ~size if size < 0 else size)
+            for key, size in sizes.items():
+                occur(key, _dive_path(key)[1:], size)
         negative.difference_update(cumulative)
 
         if index < last_whiteout:
             _dive_stack(stacked, nodes, whiteouts, include_whiteout_nodes=(index == 0))
-        del nodes, parents, leaves
+        del nodes, parents, leaves, ordered
 
     discovered = sum(cumulative.values())
     minimum = discovered - len(negative)
@@ -455,7 +501,7 @@ def dive_metrics(image: Image) -> DiveMetrics:
     for path, (smallest, count, occurrences) in multi.items():
         if any(a[0] == b[0] for a, b in zip(occurrences, occurrences[1:])):
             occurrences.sort(key=lambda o: (o[0], _dfs_key(o[1])))
-        item = DiveInefficiency(path, count, cumulative[path], smallest, [o[0] for o in occurrences])
+        item = DiveInefficiency("/" + path, count, cumulative[path], smallest, [o[0] for o in occurrences])
         item._order = occurrences[1]  # when dive appended the path to its list
         items.append(item)
     # ascending cumulative size; ties in the order dive met each path's 2nd occurrence
@@ -661,11 +707,10 @@ _HideCallback = Callable[[str, str, list, int, Optional[Entry]], None]
 
 def _merge(image: Image, on_hide: Optional[_HideCallback] = None) -> FinalTree:
     tree = _PathTree()
-    values, children = tree.values, tree.children
+    values = tree.values
     for index, layer in enumerate(image.layers):
         entries = layer.entries
         # Whiteouts and opaque markers only act on lower layers: apply them first.
-        adds = []
         for e in entries:
             kind = e.kind
             if kind == "whiteout":
@@ -676,35 +721,67 @@ def _merge(image: Image, on_hide: Optional[_HideCallback] = None) -> FinalTree:
                 removed = tree.remove(e.path, keep_root=True)
                 if removed and on_hide:
                     on_hide("opaque", e.path, removed, index, None)
-            elif e.path:
-                adds.append(e)
-        for e in adds:
-            path = e.path
+        adds = {e.path: e for e in entries if e.kind not in _SPECIAL_KINDS and e.path}
+        if len(adds) != sum(1 for e in entries if e.kind not in _SPECIAL_KINDS and e.path):
+            # a name repeated inside one tar: replay in order so the earlier copy is seen
+            for e in entries:
+                if e.kind not in _SPECIAL_KINDS and e.path:
+                    _merge_replace(tree, e.path, values[e.path], e, index, on_hide) \
+                        if e.path in values else _merge_new(tree, [e.path], {e.path: e}, index, on_hide)
+            continue
+        existing = adds.keys() & values.keys()
+        revived = []
+        # parents first: a directory replaced by a file takes its lower subtree with it
+        for path in sorted(existing, key=lambda p: p.count("/")) if len(existing) > 1 else existing:
             old = values.get(path)
-            if old is not None:
-                old_entry = old[0]
-                if e.kind != "dir":
-                    if children.get(path):  # a directory replaced by a non-directory
-                        removed = tree.remove(path, keep_root=True)
-                        if on_hide:
-                            on_hide("replaced-dir", path, removed, index, e)
-                    if old_entry is not None and old_entry.kind != "dir" and on_hide:
-                        on_hide("replaced", path, [(path, old)], index, e)
-                elif old_entry is not None and old_entry.kind != "dir" and on_hide:
-                    on_hide("replaced", path, [(path, old)], index, e)
-                values[path] = (e, index)
-                continue
-            parent = _parent(path)
-            if parent:
-                pv = values.get(parent)
-                if pv is not None and pv[0] is not None and pv[0].kind != "dir":
-                    # a file that now has children: overlay would have replaced it by a dir
-                    if on_hide:
-                        on_hide("replaced", parent, [(parent, pv)], index, None)
-                    values[parent] = (None, index)
-            values[path] = (e, index)
-            tree._link(path, (None, index))
+            if old is None:  # removed just now with a replaced directory: add it afresh
+                revived.append(path)
+            else:
+                _merge_replace(tree, path, old, adds[path], index, on_hide)
+        new = adds.keys() - existing if existing else adds.keys()
+        _merge_new(tree, new, adds, index, on_hide)
+        if revived:
+            _merge_new(tree, revived, adds, index, on_hide)
     return FinalTree(tree)
+
+
+def _merge_replace(tree: _PathTree, path: str, old: tuple, e: Entry, index: int,
+                   on_hide: Optional[_HideCallback]) -> None:
+    old_entry = old[0]
+    if e.kind != "dir":
+        if tree.children.get(path):  # a directory replaced by a non-directory
+            removed = tree.remove(path, keep_root=True)
+            if on_hide:
+                on_hide("replaced-dir", path, removed, index, e)
+        if old_entry is not None and old_entry.kind != "dir" and on_hide:
+            on_hide("replaced", path, [(path, old)], index, e)
+    elif old_entry is not None and old_entry.kind != "dir" and on_hide:
+        on_hide("replaced", path, [(path, old)], index, e)
+    tree.values[path] = (e, index)
+
+
+def _merge_new(tree: _PathTree, new, adds: dict, index: int, on_hide: Optional[_HideCallback]) -> None:
+    values, children = tree.values, tree.children
+    values.update({p: (adds[p], index) for p in new})
+    for path in new:
+        i = path.rfind("/")
+        parent = path[:i] if i > 0 else ""
+        kids = children.get(parent)
+        if kids is not None:
+            kids.add(path)
+            continue
+        children[parent] = {path}
+        if not parent:
+            continue
+        pv = values.get(parent)
+        if pv is None:  # parent directories without entries of their own
+            values[parent] = (None, index)
+            tree._link(parent, (None, index))
+        elif pv[0] is not None and pv[0].kind != "dir":
+            # a file that now has children: overlay would have replaced it by a directory
+            if on_hide:
+                on_hide("replaced", parent, [(parent, pv)], index, None)
+            values[parent] = (None, index)
 
 
 def final_tree(image: Image) -> FinalTree:

@@ -92,7 +92,8 @@ def lint(paths, fmt, fail_on, select, ignore, config_path, rules_dirs, no_color,
 
 
 @main.command("rules")
-@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json", "markdown"]), default="table",
+              help="markdown: the rule reference (docs/rules.md is generated with it).")
 @click.option("--rules", "rules_dirs", multiple=True, type=click.Path(file_okay=False), metavar="DIR")
 @click.option("--scope", type=click.Choice(["dockerfile", "image", "all"]), default="all")
 @click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None)
@@ -110,6 +111,10 @@ def rules_cmd(fmt, rules_dirs, scope, config_path):
             d["enabled"] = r in linter.active or r.scope != "dockerfile"
             docs.append(d)
         click.echo(json.dumps(docs, indent=2))
+        return
+    if fmt == "markdown":
+        from .report import rules_markdown
+        click.echo(rules_markdown(shown), nl=False)
         return
     from tabulate import tabulate
     rows = [(r.id, r.name, linter.severity_of(r), r.category, r.scope, r.hadolint or "", r.title) for r in shown]
@@ -214,6 +219,83 @@ def inspect(images, dockerfile, platform, fmt, max_size, max_transfer_size, max_
         sys.exit(EXIT_BAD_INPUT)
     failed = any(r.gates_failed for r in results) or fails([f for r in results for f in r.findings], fail_on)
     sys.exit(EXIT_FINDINGS if failed else EXIT_CLEAN)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("--task-size", default=None, metavar="VCPUxGB", help="Fargate task size, e.g. 0.5x1 (default 0.5x1).")
+@click.option("--region", default=None, help="AWS region for prices (default us-east-1).")
+@click.option("--arch", default=None, type=click.Choice(["x86", "arm"]), help="Fargate architecture (default x86).")
+@click.option("--spot/--on-demand", "spot", default=None, help="Fargate Spot prices (default on-demand).")
+@click.option("--ready", "ready", default="exit", metavar="PROBE",
+              help="Readiness probe: exit | log:REGEX | tcp:PORT | http:PORT/PATH (default exit).")
+@click.option("--ready-timeout", type=click.FloatRange(min=0.1), default=60.0, metavar="SECONDS")
+@click.option("--runs", type=click.IntRange(1, 50), default=3, help="Cold pull + start runs per image (default 3).")
+@click.option("--launches-per-day", default=None, type=click.FloatRange(min=0), metavar="N",
+              help="Also show the cost per month at N launches a day.")
+@click.option("--push-to", default=None, metavar="REGISTRY",
+              help="Copy images found only in your engine to this registry first (e.g. 127.0.0.1:5000).")
+@click.option("--engine", "engine", type=click.Choice(["auto", "private", "current"]), default="auto",
+              help="auto: a private throwaway dockerd when possible (truly cold pulls), else your engine.")
+@click.option("-f", "--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option("--waterfall", default=None, metavar="DIR|FILE.html",
+              help="Write waterfall pictures: SVGs + index.html into DIR, or one HTML page.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a Fargate or model parameter (repeatable; see imagelint/data/fargate.json).")
+@click.option("--fargate-data", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Use another Fargate data file.")
+@click.option("--calibrate", is_flag=True, help="Measure this machine's rates on a generated calibration image "
+              "(needs --push-to) and keep them in the cache.")
+@click.option("--calibration", "calibration_file", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Load the calibration from FILE (with --calibrate: also save it there).")
+@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None)
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+def measure(images, task_size, region, arch, spot, ready, ready_timeout, runs, launches_per_day, push_to, engine, fmt,
+            waterfall, params, fargate_data, calibrate, calibration_file, config_path, quiet):
+    """Time real cold pulls and starts, and estimate the Fargate cold start and cost per launch.
+
+    IMAGE is pulled from its registry (or, with --push-to, copied there from your engine first).
+    Exit 0 when every image was measured, 2 when any failed (one line each; the others are measured).
+    """
+    from .config import ConfigError, load_config
+    from .measure.calibrate import CalibrationError
+    from .measure.command import run_measure
+    from .measure.container import parse_probe
+    from .measure.model import SettingsError, resolve_settings
+    from .measure.report import Progress, render_json, render_table, write_waterfalls
+
+    try:
+        config = load_config(config_path)
+        settings = resolve_settings(task_size=task_size, region=region, arch=arch, spot=spot,
+                                    launches_per_day=launches_per_day, params=params, fargate_data=fargate_data,
+                                    config=config.measure, config_source=config.source or "config")
+        probe = parse_probe(ready)
+    except (ConfigError, SettingsError, ValueError) as e:
+        _err(str(e))
+        sys.exit(EXIT_BAD_INPUT)
+    progress = Progress(quiet=quiet, runs=runs)
+    try:
+        run = run_measure(list(images), settings, runs=runs, probe=probe, ready_timeout=ready_timeout, engine=engine,
+                          push_to=push_to, calibrate=calibrate, calibration_file=calibration_file,
+                          on_progress=progress)
+    except CalibrationError as e:
+        progress.finish()
+        _err(str(e))
+        sys.exit(EXIT_BAD_INPUT)
+    progress.finish()
+    for r in run.failed:
+        _err(f"{r.ref}: {r.error}")
+    out = render_json(run) if fmt == "json" else render_table(run)
+    sys.stdout.write(out)
+    if waterfall:
+        try:
+            written = write_waterfalls(run, waterfall)
+            if not quiet:
+                _err(f"waterfall written to {written[-1]}")
+        except OSError as e:
+            _err(f"--waterfall {waterfall}: cannot write: {e.strerror}")
+            sys.exit(EXIT_BAD_INPUT)
+    sys.exit(EXIT_BAD_INPUT if run.failed else EXIT_CLEAN)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -131,7 +131,14 @@ def inspect_image(ref: str, linter, limits: dict, dockerfile: str = None, platfo
             raise ImageError(str(e)) from None
     image = load_image(ref, platform=platform, hash_content=hash_content, fast=fast)
     view = ImageView(image, df)
-    dive = dive_metrics(image)
+    # `docker save` stores a layer identical to an earlier one (same diff_id) as a symlink,
+    # which dive reads as an empty layer; mirror that so dive's numbers match for every source
+    seen, repeated = set(), set()
+    for layer in image.layers:
+        if layer.diff_id and layer.diff_id in seen:
+            repeated.add(layer.index)
+        seen.add(layer.diff_id)
+    dive = dive_metrics(image, dive_empty_layers=repeated)
     waste = waste_report(image)
     view._waste = waste
     if waste.final is not None:

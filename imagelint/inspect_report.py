@@ -39,8 +39,12 @@ def render_inspect(fmt: str, results: list, rules: list, errors: list = (), colo
     return "\n".join(_tty(r, color, top) for r in results)
 
 
-def _short(text: str, n: int = 58) -> str:
-    text = " ".join((text or "").replace("/bin/sh -c #(nop) ", "").replace("/bin/sh -c ", "RUN ").split())
+def _short(created_by: str, n: int = 58) -> str:
+    """A history step as the instruction it was: ``RUN apt-get ...``, ``COPY ... in /app``."""
+    from .history import parse_created_by
+
+    keyword, args = parse_created_by(created_by or "")
+    text = " ".join(f"{keyword} {args}".split()) if keyword else " ".join((created_by or "").split())
     return text if len(text) <= n else text[: n - 3] + "..."
 
 

@@ -286,7 +286,7 @@ def _run_image_match(rule: Rule, view, ctx: CheckContext):
     m = rule.match
     patterns = _as_list(m["paths"])
     excludes = [glob_regex(p.strip("/")) for p in _as_list(m.get("exclude-paths"))]
-    min_bytes = int(ctx.options.get("min-bytes", 0) or 0)
+    min_bytes = _size_option(ctx, "min-bytes")
     by_layer: dict = {}  # layer → [bytes, paths]
     seen: set = set()
     if m.get("where", "final") == "any-layer":
@@ -297,9 +297,11 @@ def _run_image_match(rule: Rule, view, ctx: CheckContext):
             b[0] += entry.size
             b[1].append(entry.path)
     else:
+        from .checks.image_rules import glob_paths  # level-by-level: no scan of whole subtrees
+
         final = view.final
         for pattern in patterns:
-            for path in final.glob(pattern.strip("/")):
+            for path in glob_paths(final, pattern.strip("/")):
                 for p, entry, layer in final.walk(path):
                     if entry is None or entry.kind == "dir" or any(rx.match(p) for rx in excludes):
                         continue
@@ -314,7 +316,35 @@ def _run_image_match(rule: Rule, view, ctx: CheckContext):
         return
     for layer in sorted(by_layer):
         nbytes, paths = by_layer[layer]
-        yield Problem.in_layer(view, layer, nbytes, sorted(paths))
+        paths.sort()
+        yield Problem.in_layer(view, layer, nbytes, paths,
+                               message=image_message(rule.message, view, layer, nbytes, paths))
+
+
+def _size_option(ctx: CheckContext, key: str) -> int:
+    """A size option: bytes or a size such as ``5MB``; a bad value is a config error."""
+    from .gate import GateError, parse_size
+
+    try:
+        return parse_size(ctx.options.get(key, 0) or 0, f"{ctx.rule.id} option {key}")
+    except GateError as e:
+        raise RuleError(str(e)) from None
+
+
+def image_message(template: str, view, layer: int, nbytes: int, paths: list) -> str:
+    """A declarative image rule's message for one layer: ``{size}`` (human units),
+    ``{files}`` ("3 files"), ``{paths}`` (the first two) and ``{layer}`` (index and step) are filled
+    in; a message without ``{size}`` gets the size in front."""
+    from .gate import format_bytes
+
+    shown = ", ".join("/" + p for p in paths[:2]) + (f" and {len(paths) - 2} more" if len(paths) > 2 else "")
+    files = f"{len(paths)} file" + ("" if len(paths) == 1 else "s")
+    values = {"{size}": format_bytes(nbytes), "{files}": files, "{paths}": shown,
+              "{layer}": view.layer_label(layer)}
+    text = template if "{size}" in template else "{size}: " + template
+    for key, value in values.items():
+        text = text.replace(key, value)
+    return text
 
 
 # -- loading -----------------------------------------------------------------

@@ -15,13 +15,20 @@ what ``docker build`` leaves out:
 from __future__ import annotations
 
 import os
-import posixpath
 import re
 
 from ..rules import Problem
 
-__all__ = ["DockerIgnore", "clean_pattern", "ignore_file_for", "whole_context_copies",
+TYPE_CHECKING = False  # annotations only: importing typing would slow the lint path
+if TYPE_CHECKING:
+    from typing import Iterator, Optional, Tuple
+
+    from ..dockerfile import Dockerfile
+    from ..rules import CheckContext
+
+__all__ = ["DockerIgnore", "clean_pattern", "ignore_file_for", "load_ignore", "whole_context_copies",
            "context_copies", "dockerignore_missing", "dockerignore_incomplete"]
+
 
 def clean_pattern(pattern: str) -> str:
     """Go ``filepath.Clean`` for a slash-separated pattern ('' → '.')."""
@@ -163,7 +170,7 @@ class DockerIgnore:
         return matched
 
 
-def ignore_file_for(dockerfile_path: str, context_dir: str):
+def ignore_file_for(dockerfile_path: str, context_dir: str) -> Optional[str]:
     """The ignore file BuildKit uses: ``<Dockerfile>.dockerignore`` beside the Dockerfile
     wins over ``.dockerignore`` in the context root. None when there is neither."""
     if dockerfile_path:
@@ -174,7 +181,7 @@ def ignore_file_for(dockerfile_path: str, context_dir: str):
     return root if os.path.isfile(root) else None
 
 
-def load_ignore(dockerfile_path: str, context_dir: str):
+def load_ignore(dockerfile_path: str, context_dir: Optional[str]) -> Tuple[Optional[DockerIgnore], Optional[str]]:
     """(DockerIgnore or None, path or None) for a build context."""
     if not context_dir:
         return None, None
@@ -202,10 +209,10 @@ def _is_remote(src: str) -> bool:
     return "://" in src or src.startswith("git@")
 
 
-def whole_context_copies(df) -> list:
+def whole_context_copies(df: Dockerfile) -> list:
     """COPY/ADD instructions (without --from) whose sources include the whole context."""
     out = []
-    for ins in df.walk("COPY", "ADD"):
+    for ins in df.walk("COPY", "ADD", onbuild=False):  # ONBUILD copies the child's context
         if ins.flag("from") is not None:
             continue
         if any(s.rstrip("/") in ("", ".") or s in _WHOLE for s in _sources(ins)):
@@ -213,10 +220,10 @@ def whole_context_copies(df) -> list:
     return out
 
 
-def context_copies(df, context_dir) -> list:
+def context_copies(df: Dockerfile, context_dir: Optional[str]) -> list:
     """COPY/ADD of the whole context or of directories from it (first ones first)."""
     out = []
-    for ins in df.walk("COPY", "ADD"):
+    for ins in df.walk("COPY", "ADD", onbuild=False):  # ONBUILD copies the child's context
         if ins.flag("from") is not None:
             continue
         for s in _sources(ins):
@@ -232,7 +239,7 @@ def context_copies(df, context_dir) -> list:
 
 # -- IL3007 ----------------------------------------------------------------------
 
-def dockerignore_missing(df, ctx):
+def dockerignore_missing(df: Dockerfile, ctx: CheckContext) -> Iterator[Problem]:
     """IL3007: the context (or a directory of it) is copied and there is no ignore file."""
     if not ctx.context_dir:
         return
@@ -318,7 +325,7 @@ def _candidates(root: str, ignore) -> list:
     return found
 
 
-def dockerignore_incomplete(df, ctx):
+def dockerignore_incomplete(df: Dockerfile, ctx: CheckContext) -> Iterator[Problem]:
     """IL3008: the ignore file exists but lets in .git, dependencies, venvs, outputs or .env."""
     if not ctx.context_dir:
         return

@@ -22,6 +22,14 @@ import re
 from ..rules import Problem, env_truthy
 from .context import load_ignore
 
+TYPE_CHECKING = False  # annotations only: importing typing would slow the lint path
+if TYPE_CHECKING:
+    from typing import Iterator, Optional, Tuple
+
+    from ..dockerfile import Dockerfile, Instruction
+    from ..shell import Command
+    from ..rules import CheckContext
+
 __all__ = [
     "download_not_removed", "add_instead_of_copy", "rm_in_later_layer", "recursive_chown_after_copy",
     "copy_context_before_install", "manifest_not_copied_first", "consecutive_run", "too_many_layers",
@@ -44,7 +52,7 @@ def _lower_ext_match(name: str, exts) -> bool:
 
 
 def _has_glob(p: str) -> bool:
-    return any(c in p for c in "*?[")
+    return "*" in p or "?" in p or "[" in p
 
 
 # -- paths -----------------------------------------------------------------------
@@ -87,8 +95,16 @@ def _ancestors(path: str):
         p = posixpath.dirname(p)
 
 
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
 def _covers(pattern: str, path: str, recursive: bool) -> bool:
     """Does deleting ``pattern`` (maybe a glob) delete ``path``?"""
+    m = _GLOB_CHARS.search(pattern)
+    if m is None:  # the common case, kept cheap: this runs for every deletion x every entry
+        return path == pattern or (recursive and path.startswith(pattern.rstrip("/") + "/"))
+    if not path.startswith(pattern[:m.start()]):
+        return False
     if _glob_match(path, pattern):
         return True
     if not recursive:
@@ -208,7 +224,7 @@ def _short(cmd, limit: int = 60) -> str:
 
 # -- COPY / ADD --------------------------------------------------------------------
 
-def copy_parts(ins):
+def copy_parts(ins: Instruction) -> Tuple[list, Optional[str]]:
     """(sources, dest) of COPY/ADD; heredoc sources as ``<<NAME``; dest None if malformed."""
     words = list(ins.exec_form) if ins.exec_form is not None else ins.args.split()
     if len(words) < 2:
@@ -320,7 +336,7 @@ _WGET_LONG_WITH_VALUE = {"--output-document", "--directory-prefix", "--output-fi
                          "--input-file", "--execute", "--user-agent", "--header", "--tries", "--timeout"}
 
 
-def download_outputs(cmd) -> list:
+def download_outputs(cmd: Command) -> list:
     """Files a curl/wget command writes (as written, relative to its cwd); '-' is stdout."""
     name = cmd.name
     argv = cmd.args
@@ -468,7 +484,7 @@ def _downloads(step) -> list:
 
 # -- IL3001 ------------------------------------------------------------------------
 
-def download_not_removed(df, ctx):
+def download_not_removed(df: Dockerfile, ctx: CheckContext) -> Iterator[Problem]:
     """IL3001: an archive downloaded by curl/wget (or ADD <url>) stays in the layer."""
     for stage in df.stages:
         if not stage.ships:
@@ -520,7 +536,7 @@ def _remote_archive_add(step):
 
 # -- IL3002 ------------------------------------------------------------------------
 
-def add_instead_of_copy(df, ctx):
+def add_instead_of_copy(df: Dockerfile, ctx: CheckContext) -> Iterator[Problem]:
     """IL3002: ADD of local files/directories that are not tar archives."""
     for ins in df.walk("ADD"):
         srcs, dest = copy_parts(ins)
@@ -767,7 +783,7 @@ def _stage_layer_effects(df, stage, context_dir, ignore):
             live_pkgs[k] = (v, ins.start_line)
 
 
-def rm_in_later_layer(df, ctx):
+def rm_in_later_layer(df: Dockerfile, ctx: CheckContext) -> Iterator[Problem]:
     """IL3003: a RUN deletes what an earlier layer wrote; the bytes stay in that layer."""
     ignore, _ = load_ignore(df.path, ctx.context_dir)
     for stage in df.stages:
@@ -851,7 +867,7 @@ def _worth_reporting(e, context_dir) -> bool:
         return True
 
 
-def recursive_chown_after_copy(df, ctx):
+def recursive_chown_after_copy(df: Dockerfile, ctx: CheckContext) -> Iterator[Problem]:
     """IL3004: RUN chown -R / chmod -R over files an earlier COPY/ADD wrote."""
     ignore, _ = load_ignore(df.path, ctx.context_dir)
     for stage in df.stages:
@@ -918,7 +934,7 @@ _FIX_EXAMPLES = {
 }
 
 
-def install_kind(cmd):
+def install_kind(cmd: Command) -> Optional[Tuple[str, Optional[str], bool]]:
     """(ecosystem, manifest file or None, reads_only_manifest) for a dependency install, else None.
 
     ``reads_only_manifest`` is False for installs that need the sources anyway
@@ -926,6 +942,8 @@ def install_kind(cmd):
     """
     n, sub = cmd.name, cmd.subcommand
     pos = cmd.positionals()
+    if cmd.has_flag("--version", "--help", "-v", "-h", "-V"):
+        return None  # `yarn --version`, `bundle -v`: smoke tests, not installs
     if n == "npm" and sub in ("ci", "clean-install", "install-clean"):
         return "node", "package.json", True
     if n == "npm" and sub in ("install", "i") and len(pos) == 1:
@@ -999,7 +1017,7 @@ def _installs(ins) -> list:
     return out
 
 
-def copy_context_before_install(df, ctx):
+def copy_context_before_install(df: Dockerfile, ctx: CheckContext) -> Iterator[Problem]:
     """IL3005: COPY of the whole context comes before a dependency install of the same stage."""
     for stage in df.stages:
         seen_before: set = set()  # ecosystems whose install already ran before the COPY .
@@ -1038,7 +1056,7 @@ def copy_context_before_install(df, ctx):
             seen_before.add(eco)
 
 
-def manifest_not_copied_first(df, ctx):
+def manifest_not_copied_first(df: Dockerfile, ctx: CheckContext) -> Iterator[Problem]:
     """IL3006: the manifest an install reads arrived with a directory COPY that also holds source."""
     for stage in df.stages:
         steps = _steps(df, stage)
@@ -1138,7 +1156,7 @@ def _flag_key(ins) -> tuple:
     return tuple(sorted((k, v or "") for k, v in ins.flags))
 
 
-def consecutive_run(df, ctx):
+def consecutive_run(df: Dockerfile, ctx: CheckContext) -> Iterator[Problem]:
     """IL3009: consecutive RUNs with the same flags add a layer each; combine them."""
     for stage in df.stages:
         if not stage.ships:
@@ -1165,7 +1183,7 @@ def consecutive_run(df, ctx):
 
 # -- IL3010 ------------------------------------------------------------------------
 
-def too_many_layers(df, ctx):
+def too_many_layers(df: Dockerfile, ctx: CheckContext) -> Iterator[Problem]:
     """IL3010: more than max-layers RUN/COPY/ADD in the shipped stage chain."""
     final = df.final_stage
     if final is None:
@@ -1194,7 +1212,7 @@ def too_many_layers(df, ctx):
 
 # -- IL3011 ------------------------------------------------------------------------
 
-def copy_whole_stage_fs(df, ctx):
+def copy_whole_stage_fs(df: Dockerfile, ctx: CheckContext) -> Iterator[Problem]:
     """IL3011: COPY --from=<stage> / ... copies a whole filesystem."""
     for ins in df.walk("COPY"):
         src_stage = ins.flag("from")

@@ -389,6 +389,33 @@ def is_insecure(registry: str) -> bool:
     return registry.lower() in listed or host.lower() in listed
 
 
+def _proxy_for(scheme: str, host: str):
+    """The proxy URL for a request, or None (never for loopback registries, nor hosts in NO_PROXY)."""
+    if host.lower() in ("localhost", "::1") or host.startswith("127."):
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(scheme)
+    if not proxy:
+        return None
+    try:
+        if urllib.request.proxy_bypass(host):
+            return None
+    except OSError:  # proxy_bypass may resolve names; a failure just means "no bypass"
+        pass
+    return proxy
+
+
+class _ProxiedHTTPConnection(http.client.HTTPConnection):
+    """Plain-HTTP request through a forward proxy: absolute-URI target plus Proxy-Authorization."""
+
+    proxy_headers: dict = {}
+
+    def putrequest(self, method, url, *args, **kwargs):
+        super().putrequest(method, url, *args, **kwargs)
+        for key, value in self.proxy_headers.items():
+            self.putheader(key, value)
+
+
 class _Response:
     """An open HTTP response plus its connection (closed together) and the URL it came from."""
 
@@ -443,21 +470,40 @@ class RegistryClient:
         return self._ssl
 
     def _describe(self, netloc: str) -> str:
-        return f"registry {self.registry}" if netloc == self.host else netloc
+        if netloc.lower() == self.host.lower():
+            return f"registry {self.registry}" + (f" ({self.host})" if self.host != self.registry else "")
+        return f"{netloc} (reached from registry {self.registry})"
 
     def _connect(self, url: str):
+        """(connection, request target, split URL); HTTP(S)_PROXY / NO_PROXY are honoured like curl."""
         parts = urllib.parse.urlsplit(url)
         host, port = _split_hostport(parts.netloc)
-        if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._ssl_context())
-        elif parts.scheme == "http":
-            conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
-        else:
+        if parts.scheme not in ("http", "https"):
             raise RegistryError(f"{self._describe(parts.netloc)}: unsupported URL scheme in {url!r}")
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        return conn, target, parts
+        proxy = _proxy_for(parts.scheme, host)
+        if proxy is None:
+            if parts.scheme == "https":
+                conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._ssl_context())
+            else:
+                conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+            return conn, target, parts
+        proxy_parts = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        proxy_headers = {}
+        if proxy_parts.username is not None:
+            raw = f"{urllib.parse.unquote(proxy_parts.username)}:{urllib.parse.unquote(proxy_parts.password or '')}"
+            proxy_headers["Proxy-Authorization"] = "Basic " + base64.b64encode(raw.encode()).decode()
+        if parts.scheme == "https":
+            # TLS to the registry inside a CONNECT tunnel through the proxy.
+            conn = http.client.HTTPSConnection(proxy_parts.hostname, proxy_parts.port or 80, timeout=self.timeout,
+                                               context=self._ssl_context())
+            conn.set_tunnel(host, port or 443, headers=proxy_headers)
+            return conn, target, parts
+        conn = _ProxiedHTTPConnection(proxy_parts.hostname, proxy_parts.port or 80, timeout=self.timeout)
+        conn.proxy_headers = proxy_headers
+        return conn, f"http://{parts.netloc}{target}", parts
 
     def _network_error(self, exc: BaseException, parts, during: str = "connecting") -> RegistryError:
         where = parts.netloc
@@ -466,33 +512,37 @@ class RegistryClient:
             return RegistryError(f"{who} unreachable at {where}: connection refused (is it running? "
                                  "is the host:port right?)")
         if isinstance(exc, (socket.timeout, TimeoutError)):
-            return RegistryError(f"{who} at {where} did not answer within {self.timeout:g} s while {during} "
-                                 "(timeout); check the network or raise the timeout")
+            return RegistryError(f"{who} did not answer within {self.timeout:g} s while {during} (timeout); "
+                                 "check the network, or raise the limit with IMAGELINT_REGISTRY_TIMEOUT=SECONDS")
         if isinstance(exc, socket.gaierror):
-            return RegistryError(f"cannot resolve the host of {who} ({where}): {exc.strerror or exc}")
+            return RegistryError(f"cannot resolve the host name of {who}: {exc.strerror or exc}")
         if isinstance(exc, ssl.SSLCertVerificationError):
-            return RegistryError(f"TLS certificate of {who} ({where}) not trusted: {exc.verify_message or exc}; "
+            return RegistryError(f"TLS certificate of {who} not trusted: {exc.verify_message or exc}; "
                                  "add its CA to the system bundle or point SSL_CERT_FILE at it")
         if isinstance(exc, ssl.SSLError):
-            return RegistryError(f"TLS error talking to {who} ({where}): {exc.reason or exc}; if it serves plain "
+            return RegistryError(f"TLS error talking to {who}: {exc.reason or exc}; if it serves plain "
                                  "HTTP, list it in IMAGELINT_INSECURE_REGISTRIES")
         if isinstance(exc, http.client.RemoteDisconnected):
-            return RegistryError(f"{who} ({where}) closed the connection without answering while {during}")
+            return RegistryError(f"{who} closed the connection without answering while {during}")
         if isinstance(exc, http.client.HTTPException):
-            return RegistryError(f"{who} ({where}) sent an invalid HTTP response while {during}: "
-                                 f"{type(exc).__name__} {exc}")
-        return RegistryError(f"cannot reach {who} at {where} while {during}: {exc.strerror or exc}"
-                             if isinstance(exc, OSError) else f"{who} ({where}): {exc}")
+            return RegistryError(f"{who} sent an invalid HTTP response while {during}: "
+                                 f"{type(exc).__name__} {exc}".rstrip())
+        if isinstance(exc, OSError):
+            return RegistryError(f"cannot reach {who} at {where} while {during}: {exc.strerror or exc}")
+        return RegistryError(f"{who}: {exc}")
 
     def _send(self, method: str, url: str, headers: dict, body: bytes = None) -> _Response:
         """One request, no redirects followed; network failures become RegistryError."""
         conn, target, parts = self._connect(url)
+        during = "connecting"
         try:
+            conn.connect()
+            during = "waiting for an answer"
             conn.request(method, target, body=body, headers=headers)
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise self._network_error(exc, parts) from None
+            raise self._network_error(exc, parts, during) from None
         return _Response(conn, response, url)
 
     def _same_origin(self, url: str) -> bool:
@@ -521,9 +571,8 @@ class RegistryClient:
                 if not location or redirects > MAX_REDIRECTS:
                     raise RegistryError(f"registry {self.registry}: too many or empty redirects for {what or path}")
                 url = urllib.parse.urljoin(url, location)
-                if method == "HEAD" or response.status != 303:
-                    continue
-                method = "GET"
+                if response.status == 303:
+                    method = "GET"
                 continue
             if response.status == 401 and self._same_origin(url) and not retried_auth:
                 challenge = response.header("WWW-Authenticate") or ""
@@ -728,6 +777,12 @@ class _Session:
         status = response.status
         if status in (401, 403):
             detail = _error_detail(body, prefix="")
+            creds = self.client._credentials or None
+            if creds and self.client._basic:
+                detail = f"the credentials from {creds.origin} were rejected"
+            elif creds and self.scope in self.client._tokens:
+                detail = (f"the credentials from {creds.origin} do not grant pull access to "
+                          f"{self.ref.repository}" + (f" ({detail})" if detail else ""))
             if self.ref.registry == DOCKER_HUB:
                 detail = (detail + "; " if detail else "") + "Docker Hub also answers this for repositories that do not exist"
             raise self.client._denied(status, body, detail)
@@ -744,7 +799,8 @@ class _Session:
 
     def manifest(self, reference: str, expected_digest: str = None, what: str = None) -> tuple:
         """(media type, parsed JSON, digest) of a manifest or index."""
-        what = what or f"{self.name}:{reference}" if not reference.startswith("sha") else f"{self.name}@{reference}"
+        if not what:
+            what = f"{self.name}@{reference}" if ":" in reference else f"{self.name}:{reference}"
         path = f"/v2/{self.ref.repository}/manifests/{reference}"
         response = self.client.open("GET", path, self.scope, accept=ACCEPT, what=what)
         try:
@@ -940,7 +996,7 @@ def _open_image(ref: str, platform: str, timeout: float, allow_foreign: bool) ->
     return session, image
 
 
-def fetch_manifest_only(ref: str, platform: str = None, timeout: float = DEFAULT_TIMEOUT) -> Image:
+def fetch_manifest_only(ref: str, platform: str = None, timeout: float = None) -> Image:
     """Config and layers with exact transfer sizes from the manifest; no layer is downloaded and
     layers have no entries. For callers that only need sizes."""
     _session, image = _open_image(ref, platform, _timeout(timeout), allow_foreign=True)
@@ -948,10 +1004,10 @@ def fetch_manifest_only(ref: str, platform: str = None, timeout: float = DEFAULT
 
 
 def load_registry(ref: str, platform: str = None, hash_content: bool = True,
-                  timeout: float = DEFAULT_TIMEOUT) -> Image:
+                  timeout: float = None) -> Image:
     """Read an image from its registry: manifest (``platform`` picks from an index, default
     linux/<host arch>), config, and every layer's entries, streamed and digest-checked."""
-    from .layerstream import read_layer
+    from .layerstream import LayerReadError, read_layer
 
     session, image = _open_image(ref, platform, _timeout(timeout), allow_foreign=False)
     for layer in image.layers:
@@ -960,9 +1016,7 @@ def load_registry(ref: str, platform: str = None, hash_content: bool = True,
         try:
             try:
                 layer.entries = read_layer(blob, hash_content=hash_content, name=f"{layer.index} ({layer.digest[:19]})")
-            except DigestMismatchError:
-                raise
-            except ImageError:
+            except LayerReadError:
                 # Wrong bytes from the registry usually look like a corrupt tar: say which it is.
                 blob.drain()
                 raise
@@ -973,10 +1027,16 @@ def load_registry(ref: str, platform: str = None, hash_content: bool = True,
 
 
 def _timeout(timeout) -> float:
+    """Seconds for connecting and for each read: the argument, else IMAGELINT_REGISTRY_TIMEOUT, else 30."""
+    if timeout is not None:
+        return float(timeout)
     env = os.environ.get("IMAGELINT_REGISTRY_TIMEOUT")
-    if timeout == DEFAULT_TIMEOUT and env:
+    if env:
         try:
-            return float(env)
+            value = float(env)
+            if value > 0:
+                return value
         except ValueError:
-            raise ImageError(f"IMAGELINT_REGISTRY_TIMEOUT={env!r} is not a number of seconds") from None
-    return float(timeout)
+            pass
+        raise ImageError(f"IMAGELINT_REGISTRY_TIMEOUT={env!r} is not a positive number of seconds")
+    return DEFAULT_TIMEOUT
