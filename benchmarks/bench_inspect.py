@@ -296,8 +296,10 @@ Targets: whole-process wall time of `imagelint inspect` (local engine, overlay2 
 ```
 
 Transfer size with the fast path is an **estimate** ({transfer / 1e6:.1f} MB, labelled so in every
-format): an engine keeps no compressed blobs; each file's first 8 KiB are deflated (level 6) up to
-2 MiB per layer and the ratio applied to its size. `--no-fast-path` reports it as unknown.
+format): an engine keeps no compressed blobs; each file's first 8 KiB are deflated (level 6), up to
+256 KiB + 1 % of each layer's bytes and each file's ratio applied to its size (checked once against
+`gzip -6` of this image's layer tars: +3.3 %, +0.1 %, −9.7 %, −11.5 % per layer, −1.6 % in total).
+`--no-fast-path` reports it as unknown.
 """
 
 

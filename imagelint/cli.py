@@ -194,6 +194,8 @@ def inspect(images, dockerfile, platform, fmt, max_size, max_transfer_size, max_
     section = config.inspect or {}
     try:
         check_config_section(section, config.source or "config")
+        if isinstance(section.get("dive-ci"), str):  # like rules-dirs: relative to the config file
+            section = dict(section, **{"dive-ci": os.path.join(config.base_dir, section["dive-ci"])})
         limits = gate_limits(section, dive_ci, {
             "max-size": max_size, "max-transfer-size": max_transfer_size, "max-layers": max_layers,
             "min-efficiency": min_efficiency, "max-wasted": max_wasted,
@@ -204,11 +206,19 @@ def inspect(images, dockerfile, platform, fmt, max_size, max_transfer_size, max_
     fail_on = fail_on or section.get("fail-on", "none")
     top = top or int(section.get("top", 10))
     platform = platform or section.get("platform")
+    hash_content = not no_hash and section.get("hash-content", True)
+    if dockerfile:  # a bad --dockerfile is one error, not one per image
+        from .engine import InputError, read_dockerfile
+        try:
+            read_dockerfile(dockerfile)
+        except InputError as e:
+            _err(str(e))
+            sys.exit(EXIT_BAD_INPUT)
     results, errors = [], []
     for ref in images:
         try:
             results.append(inspect_image(ref, linter, limits, dockerfile=dockerfile, platform=platform, top=top,
-                                         hash_content=not no_hash, fast=not no_fast_path))
+                                         hash_content=hash_content, fast=not no_fast_path))
         except ImageError as e:
             errors.append((ref, str(e)))
             _err(str(e))

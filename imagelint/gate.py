@@ -7,9 +7,10 @@ plain numbers are bytes. Ratios accept ``0.9`` or ``90%``.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 __all__ = ["parse_size", "parse_ratio", "Gate", "GateResult", "GATES", "evaluate", "read_dive_ci",
-           "format_bytes", "GateError"]
+           "format_bytes", "GateError", "DIVE_DEFAULTS"]
 
 _UNITS = {
     "": 1, "b": 1,
@@ -29,15 +30,20 @@ def parse_size(value, what: str = "size") -> int:
     if isinstance(value, bool):
         raise GateError(f"{what}: expected a size like 300MB or 1GiB, got {value!r}")
     if isinstance(value, (int, float)):
+        if value < 0 or value != value:
+            raise GateError(f"{what}: {value!r} must be a size of 0 bytes or more")
         return int(value)
     m = _SIZE_RE.match(str(value))
     if not m or m.group(2).lower() not in _UNITS:
         raise GateError(f"{what}: {value!r} is not a size; use e.g. 300MB (10^6 bytes) or 300MiB (2^20 bytes)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    # Decimal, not float: 4.35MB must be 4,350,000 bytes, not 4,349,999
+    return int(Decimal(m.group(1)) * _UNITS[m.group(2).lower()])
 
 
 def parse_ratio(value, what: str = "ratio") -> float:
     """``0.9`` or ``90%`` → 0.9 (must be within 0..1)."""
+    if isinstance(value, bool):  # YAML's `on`/`yes` must not read as 100 %
+        raise GateError(f"{what}: {value!r} is not a number like 0.9 or 90%")
     try:
         if isinstance(value, str) and value.strip().endswith("%"):
             r = float(value.strip()[:-1]) / 100
@@ -94,6 +100,8 @@ def parse_gate_value(key: str, value):
     if gate.kind == "ratio":
         return parse_ratio(value, key)
     try:
+        if isinstance(value, (bool, float)):  # `on` or 2.5 layers are mistakes, not numbers
+            raise ValueError
         n = int(value)
     except (TypeError, ValueError):
         raise GateError(f"{key}: {value!r} is not a whole number") from None
@@ -158,11 +166,12 @@ _DIVE_KEYS = {
     "highestUserWastedPercent": "max-user-wasted-percent",
     "highest-user-wasted-percent": "max-user-wasted-percent",
 }
-_DIVE_DEFAULTS = {"min-efficiency": 0.9, "max-wasted": None, "max-user-wasted-percent": 0.1}
+DIVE_DEFAULTS = {"min-efficiency": 0.9, "max-wasted": None, "max-user-wasted-percent": 0.1}
 
 
-def read_dive_ci(path: str) -> dict:
-    """Gate limits from a dive `.dive-ci` file (missing keys take dive's defaults)."""
+def read_dive_ci(path: str, defaults: bool = True) -> dict:
+    """Gate limits from a dive `.dive-ci` file (missing keys take dive's defaults unless
+    ``defaults`` is False: then only the keys the file sets)."""
     try:
         import yaml
         with open(path, encoding="utf-8") as f:
@@ -172,13 +181,18 @@ def read_dive_ci(path: str) -> dict:
     except Exception as e:  # yaml.YAMLError; keep yaml out of the import path
         raise GateError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
     rules = data.get("rules", data) if isinstance(data, dict) else None
+    if rules is None and isinstance(data, dict):  # `rules:` left empty: dive's defaults
+        rules = {}
     if not isinstance(rules, dict):
         raise GateError(f"{path}: expected a 'rules:' mapping as dive's .dive-ci has")
-    limits = dict(_DIVE_DEFAULTS)
+    limits = dict(DIVE_DEFAULTS) if defaults else {}
     for k, v in rules.items():
         key = _DIVE_KEYS.get(k)
         if key is None:
             raise GateError(f"{path}: unknown dive rule {k!r} (known: lowestEfficiency, highestWastedBytes, "
                             "highestUserWastedPercent)")
-        limits[key] = parse_gate_value(key, v if not isinstance(v, str) else v.strip())
+        try:
+            limits[key] = parse_gate_value(key, v if not isinstance(v, str) else v.strip())
+        except GateError as e:  # name the file and dive's key, not only ours
+            raise GateError(f"{path}: {k}: {str(e).split(': ', 1)[-1]}") from None
     return limits

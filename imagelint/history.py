@@ -12,7 +12,12 @@ args substituted) the mapping is kept but marked uncertain.
 - classic builder: ``/bin/sh -c #(nop)  ENV A=1``, ``/bin/sh -c #(nop) COPY file:<sha> in /app``,
   ``/bin/sh -c apt-get update`` (shell-form RUN), ``/bin/busybox --install`` (exec-form RUN),
   ``|2 A=1 B=2 /bin/sh -c make`` (RUN with build args);
-- BuildKit: ``RUN /bin/sh -c make # buildkit``, ``COPY . . # buildkit``, ``WORKDIR /app``.
+- BuildKit: ``RUN /bin/sh -c make # buildkit``, ``RUN |1 V=2 /bin/sh -c make # buildkit``,
+  ``COPY . . # buildkit`` (no flags), ``WORKDIR /app`` (resolved absolute), ``ENV A=1``.
+
+A Dockerfile edited after the build: a step whose text disagrees is matched to a
+neighbouring instruction (up to 3 away) that agrees exactly; steps of instructions
+removed since stay unmapped, instructions added since are skipped.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ _ARGS_PREFIX = re.compile(r"^\|\d+\s+((?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*)")
 _KEYWORDS = {"FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT",
              "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
 _WS = re.compile(r"\s+")
+_WINDOW = 3  # how far to look for the instruction a step matches when the Dockerfile was edited
 
 
 def parse_created_by(created_by: str) -> tuple:
@@ -35,8 +41,12 @@ def parse_created_by(created_by: str) -> tuple:
         word, _, rest = s.partition(" ")
         if word.upper() in _KEYWORDS:
             rest = rest.strip()
-            if word.upper() == "RUN" and rest.startswith("/bin/sh -c "):
-                rest = rest[len("/bin/sh -c "):]
+            if word.upper() == "RUN":
+                m = _ARGS_PREFIX.match(rest)  # BuildKit: `RUN |1 V=2 /bin/sh -c ...` with build args
+                if m:
+                    rest = rest[m.end():]
+                if rest.startswith("/bin/sh -c "):
+                    rest = rest[len("/bin/sh -c "):]
             return word.upper(), rest
         return "RUN", s
     m = _ARGS_PREFIX.match(s)
@@ -67,9 +77,47 @@ def _instruction_text(ins) -> str:
     return ins.args
 
 
+def _heredoc_texts(ins) -> list:
+    """What BuildKit records for a heredoc RUN: the body run by the shell, the command with
+    its heredocs put back, or the script file it runs (a body starting with #!)."""
+    docs = "\n".join(f"{h.body}\n{h.name}" for h in ins.heredocs)
+    return [ins.script, f"{ins.args}\n{docs}"] + [f"/dev/pipes/{h.name}" for h in ins.heredocs]
+
+
+def _ports(text: str) -> set:
+    """``80 443/udp`` or ``map[443/udp:{} 80/tcp:{}]`` → {'80/tcp', '443/udp'}."""
+    text = text.replace("map[", " ").replace("]", " ").replace(":{}", " ")
+    return {p if "/" in p else p + "/tcp" for p in text.split()}
+
+
+def _env_pairs(text: str) -> str:
+    """ENV's legacy form ``ENV A 1`` is recorded as ``A=1``."""
+    word, _, rest = text.partition(" ")
+    if "=" not in word and rest:
+        return f"{word}={rest}"
+    return text
+
+
 def _text_agrees(keyword: str, history_text: str, ins) -> bool:
     h = _norm(history_text)
     d = _norm(_instruction_text(ins))
+    if keyword == "RUN" and ins.heredocs and ins.exec_form is None:
+        return any(h == _norm(t) for t in _heredoc_texts(ins))
+    if keyword == "EXPOSE":
+        return _ports(h) == _ports(d)
+    if keyword == "WORKDIR":
+        # recorded as the resolved absolute path: `WORKDIR sub` after `WORKDIR /app` is /app/sub
+        return h == d or (not d.startswith("/") and h.rstrip("/").endswith("/" + d.rstrip("/")))
+    if keyword in ("VOLUME", "SHELL") and h.startswith("[") and h.endswith("]"):
+        # classic builder prints Go's %v of a list: [/data] or [/bin/sh -c]
+        words = ins.exec_form if ins.exec_form is not None else d.split()
+        return h[1:-1].split() == [w for a in words for w in a.split()]
+    if keyword in ("CMD", "ENTRYPOINT") and ins.exec_form is None:
+        # shell form is recorded with the shell put in front: ["/bin/sh" "-c" "echo hi"]
+        return h.endswith('"' + d.replace('"', '\\"') + '"]')
+    if keyword == "HEALTHCHECK":
+        # recorded as a Go struct; agree when the test command's words are all there
+        return all(w.strip('"[],') in h for w in d.split() if w.strip('"[],') and not w.startswith("--"))
     if keyword in ("COPY", "ADD"):
         # classic builder: "file:<sha> in /dest"; compare the destination
         if " in " in h and re.match(r"^(file|dir|multi):[0-9a-f]+ in ", h):
@@ -81,7 +129,9 @@ def _text_agrees(keyword: str, history_text: str, ins) -> bool:
         # classic builder prints ["a" "b"]; BuildKit prints ["a","b"] or the JSON
         return _norm(h.replace('" "', '","').replace(", ", ",")) == _norm(
             "[" + ",".join(f'"{a}"' for a in ins.exec_form) + "]") or h == d
-    if keyword in ("ENV", "LABEL", "ARG"):
+    if keyword == "ENV":
+        return h.replace('"', "") == _env_pairs(d).replace('"', "")
+    if keyword in ("LABEL", "ARG"):
         return h.replace('"', "") == d.replace('"', "")
     return h == d
 
@@ -136,15 +186,31 @@ def map_history(history: list, df) -> list:
     i, j = len(sources) - 1, len(instructions) - 1
     while i >= 0 and j >= 0:
         src, ins = sources[i], instructions[j]
+        agrees = src.keyword == ins.keyword and _text_agrees(src.keyword, src.text, ins)
+        if not agrees:
+            # The Dockerfile was edited after the build: an instruction added since (skip it)
+            # or removed since (leave its step unmapped), when a near neighbour agrees exactly.
+            added = next((k for k in range(j - 1, max(j - 1 - _WINDOW, -1), -1)
+                          if instructions[k].keyword == src.keyword
+                          and _text_agrees(src.keyword, src.text, instructions[k])), None)
+            if added is not None:
+                j = added
+                continue
+            removed = next((m for m in range(i - 1, max(i - 1 - _WINDOW, -1), -1)
+                            if sources[m].keyword == ins.keyword
+                            and _text_agrees(ins.keyword, sources[m].text, ins)), None)
+            if removed is not None:
+                i = removed
+                continue
         if src.keyword == ins.keyword:
             src.instruction = ins
-            src.certain = _text_agrees(src.keyword, src.text, ins)
+            src.certain = agrees  # same kind, other text: build args substituted, or edited
             i -= 1
             j -= 1
             continue
-        # BuildKit leaves some instructions (ARG, ONBUILD-less steps) out of history
+        # BuildKit leaves some instructions (ONBUILD) out of history
         ahead = next((k for k in range(j - 1, -1, -1) if instructions[k].keyword == src.keyword), None)
-        if ahead is not None and j - ahead <= 3:
+        if ahead is not None and j - ahead <= _WINDOW:
             j = ahead
             continue
         break

@@ -1,7 +1,7 @@
 """`imagelint inspect`: load an image, analyse it, run image rules, check CI gates."""
 from __future__ import annotations
 
-from .gate import GATES, GateError, evaluate, parse_gate_value, read_dive_ci
+from .gate import DIVE_DEFAULTS, GATES, GateError, evaluate, parse_gate_value, read_dive_ci
 from .image import ImageError
 
 __all__ = ["InspectResult", "inspect_image", "gate_limits", "INSPECT_SCHEMA_VERSION", "InspectConfigError"]
@@ -99,7 +99,10 @@ def gate_limits(config_section: dict, dive_ci: str = None, cli: dict = None) -> 
                 limits[key] = parse_gate_value(key, value)
         path = dive_ci or (config_section or {}).get("dive-ci")
         if path:
-            limits.update(read_dive_ci(path))
+            # keys the file sets beat the config; dive's defaults only fill keys neither sets
+            limits.update(read_dive_ci(path, defaults=False))
+            for key, value in DIVE_DEFAULTS.items():
+                limits.setdefault(key, value)
         for key, value in (cli or {}).items():
             if value is not None:
                 limits[key] = parse_gate_value(key, value)
@@ -109,9 +112,21 @@ def gate_limits(config_section: dict, dive_ci: str = None, cli: dict = None) -> 
 
 
 def check_config_section(section: dict, source: str) -> None:
-    for key in section or {}:
+    """Unknown keys and wrongly typed non-gate values → InspectConfigError (gates are read by gate_limits)."""
+    if section is not None and not isinstance(section, dict):
+        raise InspectConfigError(f"{source}: inspect: expected a mapping of settings")
+    for key, value in (section or {}).items():
         if key not in CONFIG_KEYS:
             raise InspectConfigError(f"{source}: inspect: unknown key {key!r} (known: {', '.join(sorted(CONFIG_KEYS))})")
+        where = f"{source}: inspect: {key}"
+        if key == "fail-on" and value not in ("error", "warning", "info", "style", "none"):
+            raise InspectConfigError(f"{where}: {value!r} is not one of error, warning, info, style, none")
+        if key == "top" and (isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000):
+            raise InspectConfigError(f"{where}: {value!r} must be a whole number from 1 to 1000")
+        if key == "hash-content" and not isinstance(value, bool):
+            raise InspectConfigError(f"{where}: {value!r} must be true or false")
+        if key in ("dive-ci", "platform") and not isinstance(value, str):
+            raise InspectConfigError(f"{where}: {value!r} must be a string")
 
 
 def inspect_image(ref: str, linter, limits: dict, dockerfile: str = None, platform: str = None, top: int = 10,

@@ -423,6 +423,8 @@ def _layer_specs(scale: float = 1.0) -> list:
         ("text", [("t", 8, int(6 * mb * s), "text")]),
         ("mixed", [("m", 600, 32 * 1024, "random"), ("n", 600, 32 * 1024, "text")]),
         ("tiny", [("x", 1, 100, "text")]),
+        ("tiny-dir", [("y", 40, 300, "text")]),  # near-empty layers pin the per-layer cost
+        ("tiny-bin", [("z", 1, 256 * 1024, "random")]),
         ("many-files", [("e", 6000, 200, "text")]),
         ("big-random", [("b", 1, int(40 * mb * s), "random")]),
     ]

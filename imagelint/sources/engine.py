@@ -180,29 +180,43 @@ def _quote(ref: str) -> str:
 
 
 def _unix_get_json(socket_path: str, path: str, timeout: float = 60.0) -> tuple:
-    """(HTTP status, parsed JSON body or None) of a GET on the engine's unix socket."""
-    import http.client
+    """(HTTP status, parsed JSON body or None) of a GET on the engine's unix socket.
+
+    Plain HTTP/1.0 on a socket rather than http.client: that module pulls in ssl and
+    email (~7 MB of memory and ~30 ms) for two small GETs. HTTP/1.0 makes the engine
+    answer without chunking and close the connection at the end of the body.
+    """
     import socket
 
-    class Connection(http.client.HTTPConnection):
-        def connect(self):
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(timeout)
-            self.sock.connect(socket_path)
-
-    conn = Connection("localhost", timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
     try:
-        conn.request("GET", path, headers={"Host": "docker"})
-        response = conn.getresponse()
-        body = response.read(MAX_CONFIG + 1)
-        if len(body) > MAX_CONFIG:
-            raise _NoFastPath(f"engine answer to {path} is too large")
-        try:
-            return response.status, json.loads(body) if body else None
-        except ValueError:
-            return response.status, None
+        sock.connect(socket_path)
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode("latin-1"))
+        chunks, size = [], 0
+        limit = MAX_CONFIG + 65536  # body limit plus room for the headers
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise _NoFastPath(f"engine answer to {path} is too large")
     finally:
-        conn.close()
+        sock.close()
+    raw = b"".join(chunks)
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if not sep or len(status_line) < 2 or not status_line[1].isdigit():
+        raise _NoFastPath(f"unexpected engine answer to {path}")
+    status = int(status_line[1])
+    if len(body) > MAX_CONFIG:
+        raise _NoFastPath(f"engine answer to {path} is too large")
+    try:
+        return status, json.loads(body) if body else None
+    except ValueError:
+        return status, None
 
 
 def _is_connection_error(exc: BaseException) -> bool:

@@ -165,10 +165,11 @@ def _drain(stream) -> None:
     try:
         while stream.read(CHUNK_SIZE):
             pass
-    except gzip.BadGzipFile:
+    except gzip.BadGzipFile as exc:
         # Bytes after a complete gzip member that are not another member (often zero padding):
-        # the tar already ended, and dive never reads this far either.
-        pass
+        # the tar already ended, and dive never reads this far either. CRC/length errors count.
+        if not str(exc).startswith("Not a gzipped file"):
+            raise
 
 
 def _error_types() -> tuple:
@@ -183,7 +184,7 @@ def _error_types() -> tuple:
 def _explain(exc: BaseException, compression: str) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, _BadTar):
-        return text
+        return text if compression == "tar" else f"{text} (after {compression} decompression)"
     if isinstance(exc, EOFError):
         return f"{compression} data is truncated ({text})"
     if isinstance(exc, (zlib.error, gzip.BadGzipFile)):
@@ -344,19 +345,18 @@ def _read_entries(read, hash_content: bool) -> list:
         sparse_map = None
         if typeflag == b"S":  # old GNU sparse: map in this header and extension blocks
             apparent = _num(hdr[483:495])
-            sparse_map = hdr[386:483]
-            extensions = 0
+            map_parts = [hdr[386:483]]
             extended = hdr[482]
             while extended:
                 ext = read(BLOCK)
                 if len(ext) != BLOCK:
                     raise _BadTar("truncated inside a GNU sparse header")
                 pos += BLOCK
-                extensions += 1
-                if extensions > MAX_SPARSE_EXTENSIONS:
+                if len(map_parts) > MAX_SPARSE_EXTENSIONS:
                     raise _BadTar("GNU sparse map too long: refusing a hostile archive")
-                sparse_map += ext[:504]
+                map_parts.append(ext[:504])
                 extended = ext[504]
+            sparse_map = b"".join(map_parts)
         elif pax and ("GNU.sparse.realsize" in pax or "GNU.sparse.size" in pax):  # PAX sparse 1.0 / 0.x
             apparent = int(pax.get("GNU.sparse.realsize") or pax["GNU.sparse.size"])
             sparse_map = pax.get("GNU.sparse.map", b"")  # 1.0 keeps its map inside the data
