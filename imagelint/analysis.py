@@ -22,6 +22,7 @@ import math
 import re
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
+from .globs import glob_regex
 from .image import Entry, Image
 
 __all__ = [
@@ -547,36 +548,7 @@ class GlobUsage:
 
 def _glob_regex(pattern: str) -> "re.Pattern":
     """``**`` crosses ``/``, ``*`` and ``?`` do not, ``[...]`` is a character class."""
-    out = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "*":
-            if pattern.startswith("**", i):
-                i += 2
-                if pattern.startswith("/", i):  # '**/' also matches zero directories
-                    out.append("(?:.*/)?")
-                    i += 1
-                else:
-                    out.append(".*")
-                continue
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            j = pattern.find("]", i + 2 if pattern.startswith("[!", i) or pattern.startswith("[^", i) else i + 1)
-            if j < 0:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1:j]
-                if body[:1] in ("!", "^"):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z", re.S)
+    return glob_regex(pattern)
 
 
 class FinalTree:

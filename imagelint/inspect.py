@@ -55,8 +55,9 @@ class InspectResult:
                 d["dockerfile_line"] = src.instruction.start_line
                 d["dockerfile_end_line"] = src.instruction.end_line
                 d["line_certain"] = src.certain
-            else:
+            else:  # same keys either way: the JSON schema does not change shape per layer
                 d["dockerfile_line"] = None
+                d["dockerfile_end_line"] = None
                 d["line_certain"] = False
             rows.append(d)
         return rows

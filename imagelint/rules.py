@@ -281,7 +281,7 @@ def _run_image_match(rule: Rule, view, ctx: CheckContext):
     One problem per layer that contributes, with its bytes; the rule option
     ``min-bytes`` (when the rule has it) is the threshold below which it is silent.
     """
-    from .analysis import _glob_regex as glob_regex
+    from .globs import glob_regex
 
     m = rule.match
     patterns = _as_list(m["paths"])

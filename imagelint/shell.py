@@ -423,7 +423,7 @@ def split_commands(script: str, _depth: int = 0) -> list:
     subs_bodies: list = []
 
     def emit():
-        nonlocal words, env, redirects, op, skip_until_sep
+        nonlocal words, env, redirects, skip_until_sep
         argv = [str(w) for w in words]
         cmd_env = env
         # leading assignments

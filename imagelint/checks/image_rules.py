@@ -17,10 +17,7 @@ from ..gate import format_bytes
 from ..rules import Problem, RuleError
 from .security import secret_kind
 
-try:
-    from ..analysis import glob_regex
-except ImportError:  # before analysis.py made it public
-    from ..analysis import _glob_regex as glob_regex
+from ..globs import glob_regex
 
 __all__ = ["glob_paths", "toolchain_in_image", "secret_in_layer", "large_file", "many_layers", "large_layer",
            "deleted_in_later_layer", "rewritten_by_metadata_change", "duplicate_content",

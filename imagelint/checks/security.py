@@ -11,6 +11,7 @@ import os
 import re
 import shlex
 
+from ..globs import glob_to_regex
 from ..rules import Problem
 
 __all__ = ["secrets_copied", "secrets_in_arg_env", "secret_kind", "DockerIgnore", "load_dockerignore",
@@ -24,39 +25,7 @@ __all__ = ["secrets_copied", "secrets_in_arg_env", "secret_kind", "DockerIgnore"
 # below it, `!pattern` re-includes, and the last matching pattern wins.
 
 def _glob_regex(pattern: str) -> str:
-    out = []
-    i, n = 0, len(pattern)
-    while i < n:
-        c = pattern[i]
-        if c == "*":
-            if pattern.startswith("**", i):
-                i += 2
-                if pattern.startswith("/", i):
-                    out.append("(?:.*/)?")  # `**/` also matches zero directories
-                    i += 1
-                else:
-                    out.append(".*")
-                continue
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            j = pattern.find("]", i + 1)
-            if j < 0:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1:j]
-                if body.startswith(("!", "^")):
-                    body = "^" + body[1:]
-                out.append("[" + body.replace("\\", "\\\\") + "]")
-                i = j
-        elif c == "\\" and i + 1 < n:
-            i += 1
-            out.append(re.escape(pattern[i]))
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "^" + "".join(out) + "$"
+    return "^" + glob_to_regex(pattern, backslash_escapes=True)
 
 
 class DockerIgnore:

@@ -16,6 +16,8 @@ import re
 import sys
 import time
 
+from ..gate import format_bytes
+
 __all__ = ["render_table", "render_json", "waterfall_svg", "waterfall_html", "write_waterfalls", "Progress",
            "human_bytes"]
 
@@ -24,14 +26,7 @@ COLORS = {"download": "#4e79a7", "extract": "#f28e2b", "provisioning": "#9c9c9c"
 
 
 def human_bytes(n) -> str:
-    if n is None:
-        return "-"
-    n = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000.0
-    return f"{n:.1f} TB"
+    return "-" if n is None else format_bytes(n)
 
 
 def _mib(n) -> str:

@@ -118,13 +118,17 @@ _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "x64": "amd64", "aarch64"
                  "i686": "386", "armhf": "arm", "armel": "arm", "armv7l": "arm", "armv6l": "arm"}
 
 
+_OSES = {"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos", "aix", "plan9",
+         "android", "ios", "js", "wasip1", "wasi", "unknown"}
+
+
 def _parse_platform(text: str) -> tuple:
     """'linux/arm64', 'arm64', 'linux/arm/v7' -> (os, arch, variant or None)."""
     parts = [p for p in text.strip().lower().split("/") if p]
-    if not parts or len(parts) > 3:
+    if parts and parts[0] not in _OSES:
+        parts = ["linux"] + parts  # 'arm64', 'arm64/v8': Linux is implied
+    if len(parts) < 2 or len(parts) > 3:
         raise ImageError(f"invalid platform {text!r}: use OS/ARCH[/VARIANT], e.g. linux/arm64")
-    if len(parts) == 1:
-        parts = ["linux"] + parts
     os_, arch = parts[0], parts[1]
     variant = parts[2] if len(parts) == 3 else None
     if arch in ("armv7l", "armhf") and variant is None:
@@ -448,10 +452,8 @@ def load_docker_archive(path: str, hash_content: bool = True, ref_name: str = No
     """An image from a ``docker save`` archive (classic or OCI layout; plain, gzip or zstd tar), or
     from any tarred OCI layout. ``ref_name`` picks one image of a multi-image archive (a RepoTag
     or OCI ref name); ``platform`` (e.g. linux/arm64) picks from a multi-platform OCI index."""
-    if ref_name is None and not os.path.exists(path) and ":" in path:
-        base, _, name = path.rpartition(":")  # docker-archive:PATH:NAME, as skopeo spells it
-        if os.path.isfile(base):
-            path, ref_name = base, name
+    if ref_name is None and not os.path.exists(path):
+        path, ref_name = _split_name(path, os.path.isfile)  # docker-archive:PATH:NAME, as skopeo spells it
     where = f"docker-archive {path}"
     if not os.path.exists(path):
         raise ImageError(f"{where}: no such file; create one with `docker save IMAGE -o FILE`")
@@ -486,10 +488,8 @@ def load_oci_layout(path: str, platform: str = None, hash_content: bool = True, 
     """An image from an OCI image layout directory. ``path`` may end in ``:NAME`` (an
     org.opencontainers.image.ref.name) like skopeo's ``oci:DIR:NAME``; ``platform`` (e.g.
     linux/arm64) picks from an image index; without it the only image or the host's is taken."""
-    if ref_name is None and not os.path.isdir(path) and ":" in path:
-        base, _, name = path.rpartition(":")
-        if os.path.isdir(base):
-            path, ref_name = base, name
+    if ref_name is None and not os.path.isdir(path):
+        path, ref_name = _split_name(path, os.path.isdir)
     where = f"oci {path}"
     if not os.path.exists(path):
         raise ImageError(f"{where}: no such directory; create an OCI layout with e.g. "
@@ -501,6 +501,16 @@ def load_oci_layout(path: str, platform: str = None, hash_content: bool = True, 
         raise ImageError(f"{where}: no index.json: not an OCI image layout")
     image = Image(f"oci:{path}" + (f":{ref_name}" if ref_name else ""), "oci")
     return _assemble(store, image, hash_content, ref_name, platform)
+
+
+def _split_name(path: str, exists) -> tuple:
+    """'PATH:NAME' -> (PATH, NAME) at the first colon where PATH exists (NAME may hold colons)."""
+    at = path.find(":")
+    while at > 0:
+        if exists(path[:at]):
+            return path[:at], path[at + 1:] or None
+        at = path.find(":", at + 1)
+    return path, None
 
 
 # --- assembly -------------------------------------------------------------------------------------

@@ -6,9 +6,10 @@ followed. Hostile input (oversized metadata headers, sparse members claiming ter
 corrupt data) ends in a :class:`LayerReadError` (an :class:`~imagelint.image.ImageError`), never in
 a traceback or unbounded memory.
 
-The tar headers are parsed here rather than by :mod:`tarfile`: ``TarInfo.frombuf`` costs ~35 µs per
-header on the build machine (a million-entry layer: 45 s), this parser ~4 µs. It handles ustar,
-GNU (long names/links, old sparse) and PAX (long names, uid/gid/size, GNU sparse 0.x/1.0) headers.
+The tar headers are parsed here rather than by :mod:`tarfile`: ``TarInfo.frombuf`` alone costs
+~35 µs per header on the build machine (a million-entry layer took 45 s); this parser reads the same
+layer in ~10-13 s, and a 3.9 GB tar of /usr/lib (72k entries) at ~670 MB/s with hashing. It handles
+ustar, GNU (long names/links, old sparse) and PAX (long names, uid/gid/size, GNU sparse 0.x/1.0).
 
 Content hash: SHA-1 (``hashlib.sha1``). It only serves to find identical content, not security, so
 its collision weakness does not matter; with CPU SHA extensions (every recent x86-64 and ARMv8
