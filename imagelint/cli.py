@@ -223,6 +223,10 @@ def inspect(images, dockerfile, platform, fmt, max_size, max_transfer_size, max_
             errors.append((ref, str(e)))
             _err(str(e))
     out = render_inspect(fmt, results, linter.active, errors, color=use_color(no_color or config.no_color), top=top)
+    try:  # file names in images need not be UTF-8 (kept surrogate-escaped): show them, never crash
+        sys.stdout.reconfigure(errors="backslashreplace")
+    except (AttributeError, ValueError):
+        pass
     if out:
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
     if errors:

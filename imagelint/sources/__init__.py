@@ -32,7 +32,7 @@ def load_image(ref: str, platform: str = None, hash_content: bool = True, fast: 
         raise ImageError(f"{ref!r}: empty image reference after the prefix")
     if kind == "docker-archive":
         from .archive import load_docker_archive
-        image = load_docker_archive(rest, hash_content=hash_content)
+        image = load_docker_archive(rest, hash_content=hash_content, platform=platform)
     elif kind == "oci":
         from .archive import load_oci_layout
         image = load_oci_layout(rest, platform=platform, hash_content=hash_content)
