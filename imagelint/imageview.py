@@ -48,9 +48,11 @@ class ImageView:
 
     def layer_label(self, layer_index: int) -> str:
         """Short text for a layer: its index and the step that made it."""
+        from .history import parse_created_by
+
         layer = self.image.layers[layer_index]
-        cmd = (layer.created_by or "").replace("/bin/sh -c #(nop) ", "").replace("/bin/sh -c ", "RUN ").strip()
-        cmd = " ".join(cmd.split())
+        keyword, args = parse_created_by(layer.created_by or "")
+        cmd = " ".join(f"{keyword} {args}".split()) if keyword else " ".join((layer.created_by or "").split())
         if len(cmd) > 60:
             cmd = cmd[:57] + "..."
         return f"layer {layer_index}" + (f" ({cmd})" if cmd else "")

@@ -75,7 +75,7 @@ def _uri(path: str) -> str:
         return "stdin"
     p = path.replace(os.sep, "/")
     # surrogateescape: a file name that is not UTF-8 keeps its raw bytes (%FF)
-    return quote(p[2:] if p.startswith("./") else p, safe="/", errors="surrogateescape")
+    return quote(p[2:] if p.startswith("./") else p, safe="/", errors="surrogateescape")  # ":" encoded: an image ref stays a relative URI
 
 
 def render_sarif(findings: list, rules: list, errors: list = ()) -> str:
