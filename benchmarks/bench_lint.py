@@ -519,6 +519,7 @@ def profile(script: str, path: str, cwd: str, env: dict, top: int = 25) -> None:
         rows.append((int(cum_us), int(self_us), name.rstrip()[1:]))  # depth = 2 spaces per level
     total = sum(c for c, _, n in rows if not n.startswith(" "))
     print(f"\nimports of `imagelint lint {path}` ({script}): {total / 1000:.1f} ms in top-level imports")
+    print("(rule check modules, loaded with importlib.import_module, are not in -X importtime's log)")
     print(f"{'cumulative ms':>14} {'self ms':>8}  module")
     for cum, self_, name in sorted(rows, reverse=True)[:top]:
         print(f"{cum / 1000:14.1f} {self_ / 1000:8.1f}  {name}")
