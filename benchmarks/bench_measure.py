@@ -33,31 +33,19 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 README = os.path.join(ROOT, "benchmarks", "README.md")
 SECTION = "## measure model accuracy"
 
-IMAGES = {
-    # name: (description, Dockerfile)
-    "small": ("a few MB: busybox + 300 small files", """FROM scratch
-COPY busybox /bin/busybox
-RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin && mkdir -p /app && cd /app && for i in $(seq 1 300); do echo file $i > f$i.txt; done"]
-CMD ["/bin/busybox", "true"]
-"""),
-    "medium": ("~100 MB: 40 MB random, 39 MB text, 4000 small files", """FROM scratch
-COPY busybox /bin/busybox
-RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin"]
-RUN mkdir -p /data && head -c 40000000 /dev/urandom > /data/r.bin
-RUN seq 1 5000000 > /data/t.txt
-RUN mkdir /data/small && s=$(seq 1 700) && i=0 && while [ $i -lt 4000 ]; do echo "$s" > /data/small/p$i; i=$((i+1)); done
-CMD ["/bin/busybox", "true"]
-"""),
-    "large": (">= 400 MB: 220 MB random, 133 MB text, 20000 small files, 400 x 100 kB", """FROM scratch
-COPY busybox /bin/busybox
-RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin"]
-RUN mkdir -p /data && for i in 1 2 3 4; do head -c 55000000 /dev/urandom > /data/r$i.bin; done
-RUN seq 1 16000000 > /data/t1.txt
-RUN mkdir /data/small && s=$(seq 1 600) && i=0 && while [ $i -lt 20000 ]; do echo "$s" > /data/small/p$i; i=$((i+1)); done
-RUN mkdir /data/mix && for i in $(seq 1 400); do head -c 100000 /dev/urandom > /data/mix/m$i; done
-CMD ["/bin/busybox", "true"]
-"""),
-}
+# the three sizes are fixture images shared with tests/test_measure_sizes.py
+SIZES = ("small", "medium", "large")
+
+
+def _fixture(name: str) -> tuple:
+    """(description, Dockerfile text) of fixtures/images/measure-<name>."""
+    with open(os.path.join(ROOT, "fixtures", "images", f"measure-{name}", "Dockerfile"), encoding="utf-8") as f:
+        text = f.read()
+    first = text.splitlines()[0]
+    return first.lstrip("# ").split(" (imagelint measure")[0], text
+
+
+IMAGES = {name: _fixture(name) for name in SIZES}
 
 
 def _load() -> str:
@@ -88,9 +76,9 @@ def run(runs: int, write_readme: bool) -> float:
     rows = []
     try:
         tags = {}
-        for name, (_, dockerfile) in IMAGES.items():
+        for name in IMAGES:
             print(f"building {name} ...", file=sys.stderr, flush=True)
-            tags[name] = builder.build_dockerfile(f"bench-measure-{name}", dockerfile)
+            tags[name] = builder.build(f"measure-{name}")
         print("building the calibration image ...", file=sys.stderr, flush=True)
         cal.build_calibration_image(client, cal_tag)
         registry = LocalRegistry().start()
