@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import re
 
-from .dockerfile import parse
 from .rules import CheckContext, Rule, RuleError, severity_rank
 
 __all__ = ["Finding", "Linter", "InputError", "fails", "read_dockerfile", "find_dockerfiles"]
@@ -124,6 +123,8 @@ class Linter:
     # -- linting -------------------------------------------------------------
     def lint_text(self, text: str, path: str = "Dockerfile", context_dir: str = None) -> list:
         """Findings for one Dockerfile's text, sorted by line."""
+        from .dockerfile import parse  # here, not at the top: `inspect` without a Dockerfile never needs it
+
         df = parse(text, path)
         raw: list = []
         for rule in self.active:

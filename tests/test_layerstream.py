@@ -78,8 +78,9 @@ class ForwardOnly(io.RawIOBase):
         return n
 
 
-def sha1(data: bytes) -> bytes:
-    return hashlib.sha1(data).digest()
+def content_digest(data: bytes) -> bytes:
+    """The content hash Entry.digest carries (BLAKE2b-160, see imagelint.hashes)."""
+    return hashlib.blake2b(data, digest_size=20).digest()
 
 
 def rows(entries):
@@ -137,10 +138,10 @@ def test_kinds_whiteouts_links(how):
     ]
     hosts = entries["etc/hosts"]
     assert (hosts.mode, hosts.uid, hosts.gid) == (0o644, 1000, 1001)
-    assert hosts.digest == sha1(b"127.0.0.1 localhost\n")
-    assert entries["etc/empty"].digest == sha1(b"")
+    assert hosts.digest == content_digest(b"127.0.0.1 localhost\n")
+    assert entries["etc/empty"].digest == content_digest(b"")
     assert entries["usr/bin/tool"].mode == 0o4755
-    assert entries["usr/bin/tool"].digest == sha1(b"\x7fELF" + b"x" * 5000)
+    assert entries["usr/bin/tool"].digest == content_digest(b"\x7fELF" + b"x" * 5000)
     assert entries["etc/hard"].digest is None and entries["etc/sym"].digest is None
 
 
@@ -153,7 +154,7 @@ def test_no_hashing_leaves_digest_none():
 def test_big_file_hashed_in_chunks():
     data = os.urandom(1 << 16) * 40  # 2.5 MiB: more than one 1 MiB chunk
     entries = read_layer(ForwardOnly(gzip.compress(make_tar([member("big.bin", data=data)]), compresslevel=1)))
-    assert entries[0].size == len(data) and entries[0].digest == sha1(data)
+    assert entries[0].size == len(data) and entries[0].digest == content_digest(data)
 
 
 @pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
@@ -166,7 +167,7 @@ def test_long_names_in_every_format(fmt):
         very_long = "v" * 300 + "/" + "w" * 200
         layer += [member(very_long, data=b"z"), member("l2", "symlink", linkname="t" * 150)]
     entries = read_layer(io.BytesIO(make_tar(layer, fmt)))
-    assert entries[0].path == long_file and entries[0].digest == sha1(b"abc")
+    assert entries[0].path == long_file and entries[0].digest == content_digest(b"abc")
     assert entries[1].linkname == target
     if fmt != tarfile.USTAR_FORMAT:
         assert entries[2].path == "v" * 300 + "/" + "w" * 200

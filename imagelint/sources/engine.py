@@ -47,18 +47,21 @@ from __future__ import annotations
 
 import base64
 import gzip
-import hashlib
 import json
-import logging
 import os
 import stat
 import zlib
 
+from imagelint.hashes import content_hash, sha256
 from imagelint.image import Entry, Image, ImageError, Layer
 
 __all__ = ["load_engine", "walk_layer_dir", "replay_tar_split", "LayerWalk", "DEFAULT_SOCKET"]
 
-log = logging.getLogger("imagelint.sources.engine")
+def _debug(fmt: str, *args) -> None:
+    """Why the fast path was not taken, with IMAGELINT_DEBUG=1 (logging costs ~1 MB to import)."""
+    if os.environ.get("IMAGELINT_DEBUG"):
+        import sys
+        print("imagelint: debug: " + fmt % args, file=sys.stderr)
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 TAR_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"  # what the archive path gives a layer.tar
@@ -151,7 +154,7 @@ def _try_fast_path(ref: str, hash_content: bool):
     not needed (nor imported: ~12 MB less peak memory). An unknown image is reported here."""
     host = _docker_host() or DEFAULT_SOCKET
     if not host.startswith("unix://"):
-        log.debug("overlay2 fast path not used for %s: DOCKER_HOST=%s is not a local socket", ref, host)
+        _debug("overlay2 fast path not used for %s: DOCKER_HOST=%s is not a local socket", ref, host)
         return None
     socket_path = host[len("unix://"):]
     try:
@@ -167,9 +170,9 @@ def _try_fast_path(ref: str, hash_content: bool):
     except ImageError:
         raise
     except _NoFastPath as why:
-        log.debug("overlay2 fast path not used for %s: %s; falling back to docker save", ref, why)
+        _debug("overlay2 fast path not used for %s: %s; falling back to docker save", ref, why)
     except Exception as exc:  # permission, a layer removed under us, odd metadata: never fatal
-        log.debug("overlay2 fast path failed for %s (%s: %s); falling back to docker save",
+        _debug("overlay2 fast path failed for %s (%s: %s); falling back to docker save",
                   ref, type(exc).__name__, exc)
     return None
 
@@ -265,14 +268,17 @@ def _chain_ids(diff_ids: list) -> list:
     chain = []
     for diff_id in diff_ids:
         chain.append(diff_id if not chain else
-                     "sha256:" + hashlib.sha256(f"{chain[-1]} {diff_id}".encode()).hexdigest())
+                     "sha256:" + sha256(f"{chain[-1]} {diff_id}".encode()).hexdigest())
     return chain
 
 
 def _read_small(path: str, limit: int = MAX_CONFIG) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as f:
-        data = f.read(limit + 1)
+        # check the size first: read(limit + 1) would allocate the whole limit up front
+        if os.fstat(f.fileno()).st_size > limit:
+            raise _NoFastPath(f"{path} is larger than {limit} bytes")
+        data = f.read()
     if len(data) > limit:
         raise _NoFastPath(f"{path} is larger than {limit} bytes")
     return data
@@ -313,7 +319,7 @@ def _load_overlay2(info: dict, ref: str, inspect: dict, hash_content: bool, meth
     """The fast path, from the engine's ``/info`` and the image's inspect document. ``method``:
     'auto' (tar-split replay where the layer store has it, else the walk), 'tar-split' or 'walk'
     (tests compare each with `docker save`)."""
-    from imagelint.sources.archive import _platform_of, _platform_text
+    from imagelint.sources.platforms import _platform_of, _platform_text
 
     host = _docker_host()
     if host and not host.startswith("unix://"):
@@ -335,7 +341,7 @@ def _load_overlay2(info: dict, ref: str, inspect: dict, hash_content: bool, meth
         raise _NoFastPath(f"unexpected image id {image_id!r}")
     config_path = os.path.join(root, "image", "overlay2", "imagedb", "content", "sha256", hexpart)
     config_bytes = _read_small(config_path)
-    if hashlib.sha256(config_bytes).hexdigest() != hexpart:
+    if sha256(config_bytes).hexdigest() != hexpart:
         # Another engine's data root at the same path (e.g. DOCKER_HOST to a VM's forwarded socket).
         raise _NoFastPath(f"{config_path} does not hash to the image id")
     try:
@@ -676,20 +682,20 @@ def walk_layer_dir(diff_dir: str, hash_content: bool = True, opaque_xattr: bytes
     return result
 
 
-_EMPTY_SHA1 = hashlib.sha1().digest()
+_EMPTY_DIGEST = content_hash().digest()
 
 
 def _read_file(path: bytes, hash_content: bool) -> tuple:
     """(digest or None, first chunk). Opens with O_NOFOLLOW: a file swapped for a symlink meanwhile
-    is refused, never followed. Same hash as the tar path (layerstream.hash_new): SHA-1."""
+    is refused, never followed. Same hash as the tar path (layerstream.hash_new)."""
     fd = os.open(path, _FILE_FLAGS)
     try:
         first = os.read(fd, CHUNK_SIZE if hash_content else SAMPLE_PER_FILE)
         if not hash_content:
             return None, first
         if not first:
-            return _EMPTY_SHA1, first
-        digest = hashlib.sha1(first)
+            return _EMPTY_DIGEST, first
+        digest = content_hash(first)
         while True:
             chunk = os.read(fd, CHUNK_SIZE)
             if not chunk:
