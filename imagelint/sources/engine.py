@@ -66,7 +66,7 @@ def _debug(fmt: str, *args) -> None:
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 TAR_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"  # what the archive path gives a layer.tar
 MAX_CONFIG = 64 << 20
-CHUNK_SIZE = 1 << 20  # bounded reads when hashing
+CHUNK_SIZE = 1 << 18  # bounded reads when hashing; small, since peak memory is compared with dive
 
 # transfer-size estimate (see the module docstring)
 SAMPLE_PER_FILE = 8 << 10

@@ -29,7 +29,7 @@ from imagelint.image import Entry, ImageError, normalise_path
 __all__ = ["read_layer", "read_layer_info", "LayerReadResult", "LayerReadError", "sniff_compression",
            "open_decompressed", "hash_new", "CHUNK_SIZE"]
 
-CHUNK_SIZE = 1 << 20  # largest single read of file content: bounded memory per file
+CHUNK_SIZE = 1 << 18  # largest single read of file content: bounded memory per file
 BLOCK = 512
 # PAX and GNU long-name headers are read whole: cap them so a hostile header cannot claim gigabytes.
 MAX_META_HEADER = 16 << 20
