@@ -5,6 +5,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "fixtures")
 
 
+def cli_runner():
+    """click's CliRunner with stderr kept apart from stdout, on every click version."""
+    from click.testing import CliRunner
+
+    try:
+        return CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        return CliRunner()
+
+
 # --- local registry (tests/registry.py): session-scoped, stopped and its temp dir removed at the end
 import pytest  # noqa: E402
 

@@ -11,9 +11,9 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
 from imagelint.cli import main
+from conftest import cli_runner as _runner
 
 BAD = "FROM debian:bookworm-slim\nRUN apt-get update && apt-get install -y --no-install-recommends curl\n"
 GOOD = ("FROM debian:bookworm-slim\nRUN apt-get update && apt-get install -y --no-install-recommends curl \\\n"
@@ -41,13 +41,6 @@ match:
   instruction: RUN
   args-regex: 'curl[^|;&]*\\|\\s*(ba)?sh\\b'
 """
-
-
-def _runner():
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()
 
 
 @pytest.fixture

@@ -8,23 +8,16 @@ import json
 import textwrap
 
 import pytest
-from click.testing import CliRunner
 
 from imagelint.cli import main
 from imagelint.config import Config, ConfigError, find_config, load_config
 from imagelint.engine import Linter
 from imagelint.rules import RuleError, load_rule_dirs
+from conftest import cli_runner as _runner
 
 RULES = load_rule_dirs([])
 APT = "RUN apt-get update && apt-get install -y --no-install-recommends curl\n"
 BAD = "FROM debian:bookworm-slim\n" + APT
-
-
-def _runner():
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()
 
 
 @pytest.fixture

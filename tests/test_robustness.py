@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,16 +16,10 @@ from imagelint.config import Config
 from imagelint.dockerfile import parse
 from imagelint.engine import Linter
 from imagelint.rules import load_rule_dirs
+from conftest import cli_runner as _runner
 
 GOODISH = "FROM debian:bookworm-slim\nRUN apt-get update && apt-get install -y --no-install-recommends curl\n"
 SEL = ["--select", "IL1002,IL0001"]
-
-
-def _runner():
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()
 
 
 @pytest.fixture
