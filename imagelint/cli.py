@@ -12,6 +12,7 @@ import sys
 import click
 
 from . import __version__
+from .inspectcmd import INSPECT_OPTIONS, run_inspect
 from .lintcmd import EXIT_BAD_INPUT, EXIT_CLEAN, EXIT_FINDINGS, LINT_OPTIONS, LintOption, load_linter, run_lint
 
 __all__ = ["main", "EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_BAD_INPUT"]
@@ -73,13 +74,21 @@ def _click_option(o: LintOption):
         kw["type"] = click.Path(dir_okay=False)
     elif o.path == "dir":
         kw["type"] = click.Path(file_okay=False)
+    elif o.int_range is not None:
+        kw["type"] = click.IntRange(*o.int_range)
     return click.option(*o.decls, o.dest, **kw)
 
 
-def _lint_options(f):
-    for o in reversed(LINT_OPTIONS):
-        f = _click_option(o)(f)
-    return f
+def _table_options(options: tuple):
+    """click options from a shared option table (lintcmd.LINT_OPTIONS, inspectcmd.INSPECT_OPTIONS)."""
+    def decorate(f):
+        for o in reversed(options):
+            f = _click_option(o)(f)
+        return f
+    return decorate
+
+
+_lint_options = _table_options(LINT_OPTIONS)
 
 
 @main.command()
@@ -149,90 +158,15 @@ def explain(rule, rules_dirs):
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@click.option("--dockerfile", type=click.Path(dir_okay=False), default=None,
-              help="Dockerfile the image was built from: map layers and findings to its lines.")
-@click.option("--platform", default=None, metavar="OS/ARCH[/VARIANT]",
-              help="Platform to read from a multi-platform image (registry: and oci: sources).")
-@click.option("-f", "--format", "fmt", type=click.Choice(["tty", "json", "sarif", "github"]), default="tty")
-@click.option("--max-size", default=None, metavar="SIZE", help="Fail when the uncompressed size exceeds SIZE "
-              "(300MB = 300×10^6 bytes, 300MiB = 300×2^20).")
-@click.option("--max-transfer-size", default=None, metavar="SIZE", help="Fail when the compressed pull size exceeds SIZE.")
-@click.option("--max-layers", default=None, metavar="N", help="Fail when the image has more than N layers.")
-@click.option("--min-efficiency", default=None, metavar="RATIO", help="Fail below this dive efficiency (0.95 or 95%).")
-@click.option("--max-wasted", default=None, metavar="SIZE", help="Fail above this many dive wasted bytes.")
-@click.option("--max-user-wasted-percent", default=None, metavar="RATIO",
-              help="Fail above this dive user-wasted ratio (0.1 or 10%).")
-@click.option("--dive-ci", "dive_ci", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="Read gates from a dive .dive-ci file (lowestEfficiency, highestWastedBytes, "
-                   "highestUserWastedPercent).")
-@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "style", "none"]), default=None,
-              help="Exit 1 when an image finding is at or above this severity (default: none).")
-@click.option("--select", multiple=True, metavar="ID_OR_NAME")
-@click.option("--ignore", multiple=True, metavar="ID_OR_NAME")
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), default=None)
-@click.option("--rules", "rules_dirs", multiple=True, type=click.Path(file_okay=False), metavar="DIR")
-@click.option("--top", type=click.IntRange(1, 1000), default=None, help="How many largest files/dirs and waste items.")
-@click.option("--no-hash", is_flag=True, help="Do not hash file contents (faster; no duplicate/rewrite detection).")
-@click.option("--no-fast-path", is_flag=True, help="Always stream `docker save` instead of reading overlay2 layers.")
-@click.option("--no-color", is_flag=True)
-def inspect(images, dockerfile, platform, fmt, max_size, max_transfer_size, max_layers, min_efficiency, max_wasted,
-            max_user_wasted_percent, dive_ci, fail_on, select, ignore, config_path, rules_dirs, top, no_hash,
-            no_fast_path, no_color):
+@_table_options(INSPECT_OPTIONS)
+def inspect(images, **options):
     """Analyse built images: layer sizes, waste (dive-compatible and recoverable), image rules, CI gates.
 
     IMAGE is a local engine image (name:tag or id; DOCKER_HOST respected), docker-archive:PATH
     (a `docker save` tar), oci:DIR (an OCI layout) or registry:REF (read from a registry, no engine).
     Exit 0 when every gate passes, 1 when a gate fails (or a finding reaches --fail-on), 2 on bad input.
     """
-    from .engine import fails
-    from .image import ImageError
-    from .inspect import InspectConfigError, check_config_section, gate_limits, inspect_image
-    from .inspect_report import render_inspect
-    from .report import use_color
-
-    config, rules, linter = _load(config_path, rules_dirs, select, ignore, scope="image")
-    section = config.inspect or {}
-    try:
-        check_config_section(section, config.source or "config")
-        if isinstance(section.get("dive-ci"), str):  # like rules-dirs: relative to the config file
-            section = dict(section, **{"dive-ci": os.path.join(config.base_dir, section["dive-ci"])})
-        limits = gate_limits(section, dive_ci, {
-            "max-size": max_size, "max-transfer-size": max_transfer_size, "max-layers": max_layers,
-            "min-efficiency": min_efficiency, "max-wasted": max_wasted,
-            "max-user-wasted-percent": max_user_wasted_percent})
-    except InspectConfigError as e:
-        _err(str(e))
-        sys.exit(EXIT_BAD_INPUT)
-    fail_on = fail_on or section.get("fail-on", "none")
-    top = top or int(section.get("top", 10))
-    platform = platform or section.get("platform")
-    hash_content = not no_hash and section.get("hash-content", True)
-    if dockerfile:  # a bad --dockerfile is one error, not one per image
-        from .engine import InputError, read_dockerfile
-        try:
-            read_dockerfile(dockerfile)
-        except InputError as e:
-            _err(str(e))
-            sys.exit(EXIT_BAD_INPUT)
-    results, errors = [], []
-    for ref in images:
-        try:
-            results.append(inspect_image(ref, linter, limits, dockerfile=dockerfile, platform=platform, top=top,
-                                         hash_content=hash_content, fast=not no_fast_path))
-        except ImageError as e:
-            errors.append((ref, str(e)))
-            _err(str(e))
-    out = render_inspect(fmt, results, linter.active, errors, color=use_color(no_color or config.no_color), top=top)
-    try:  # file names in images need not be UTF-8 (kept surrogate-escaped): show them, never crash
-        sys.stdout.reconfigure(errors="backslashreplace")
-    except (AttributeError, ValueError):
-        pass
-    if out:
-        sys.stdout.write(out if out.endswith("\n") else out + "\n")
-    if errors:
-        sys.exit(EXIT_BAD_INPUT)
-    failed = any(r.gates_failed for r in results) or fails([f for r in results for f in r.findings], fail_on)
-    sys.exit(EXIT_FINDINGS if failed else EXIT_CLEAN)
+    run_inspect(images, **options)
 
 
 @main.command()

@@ -12,7 +12,7 @@ the one judge of usage and the one source of usage messages.
 import os
 import sys
 
-__all__ = ["LINT_OPTIONS", "LintOption", "parse_lint_args", "run_lint", "load_linter",
+__all__ = ["LINT_OPTIONS", "LintOption", "parse_lint_args", "parse_args", "run_lint", "load_linter",
            "EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_BAD_INPUT"]
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
@@ -28,10 +28,12 @@ class LintOption:
     (a directory; click.Path(file_okay=False)).
     """
 
-    __slots__ = ("decls", "dest", "choices", "multiple", "is_flag", "path", "default", "metavar", "help")
+    __slots__ = ("decls", "dest", "choices", "multiple", "is_flag", "path", "default", "metavar", "help",
+                 "int_range")
 
     def __init__(self, decls: tuple, dest: str, help: str, choices: tuple = None, multiple: bool = False,
-                 is_flag: bool = False, path: str = None, default=None, metavar: str = None):
+                 is_flag: bool = False, path: str = None, default=None, metavar: str = None,
+                 int_range: tuple = None):
         self.decls = decls
         self.dest = dest
         self.help = help
@@ -41,6 +43,7 @@ class LintOption:
         self.path = path
         self.default = default
         self.metavar = metavar
+        self.int_range = int_range  # (min, max): an integer option (click.IntRange)
 
 
 LINT_OPTIONS = (
@@ -78,18 +81,28 @@ def _path_ok(value: str, kind: str = None) -> bool:
 def parse_lint_args(args: list):
     """Keyword arguments of :func:`run_lint` for ``args`` (what follows ``lint``), or None
     when click must handle them (help, errors, anything unusual)."""
-    by_flag = {d: o for o in LINT_OPTIONS for d in o.decls}
-    values = {o.dest: ([] if o.multiple else o.default) for o in LINT_OPTIONS}
-    paths = []
+    values = parse_args(args, LINT_OPTIONS)
+    if values is None or not all(_path_ok(p) for p in values["args"]):
+        return None
+    values["paths"] = values.pop("args")
+    return values
+
+
+def parse_args(args: list, options: tuple):
+    """Option values (by dest) plus the positional ``args`` for an option table, or None when
+    click must handle them (help, errors, anything unusual)."""
+    by_flag = {d: o for o in options for d in o.decls}
+    values = {o.dest: ([] if o.multiple else o.default) for o in options}
+    positionals = []
     i, n = 0, len(args)
     while i < n:
         a = args[i]
         i += 1
         if a == "--":
-            paths.extend(args[i:])
+            positionals.extend(args[i:])
             break
         if a == "-" or not a.startswith("-"):
-            paths.append(a)
+            positionals.append(a)
             continue
         if a.startswith("--"):
             name, eq, value = a.partition("=")
@@ -113,16 +126,18 @@ def parse_lint_args(args: list):
             return None
         if opt.path is not None and not _path_ok(attached, opt.path):
             return None
+        if opt.int_range is not None:
+            if not attached.isdigit() or not opt.int_range[0] <= int(attached) <= opt.int_range[1]:
+                return None  # click's message for it
+            attached = int(attached)
         if opt.multiple:
             values[opt.dest].append(attached)
         else:
             values[opt.dest] = attached
-    if not all(_path_ok(p) for p in paths):
-        return None
-    for o in LINT_OPTIONS:
+    for o in options:
         if o.multiple:
             values[o.dest] = tuple(values[o.dest])
-    values["paths"] = tuple(paths)
+    values["args"] = tuple(positionals)
     return values
 
 

@@ -117,3 +117,48 @@ def test_fast_path_errors_are_one_line_exit_2(work):
     assert p.stderr.strip().splitlines() == ["imagelint: unknown rule 'no-such-rule'; `imagelint rules` lists them"]
     p = _run(["lint", "missing/Dockerfile"], work)
     assert p.returncode == 2 and p.stderr.startswith("imagelint: missing/Dockerfile: no such file")
+
+
+# --- inspect: the same mechanism, its own table ------------------------------------------------
+
+def inspect_click_params(args):
+    from imagelint.cli import inspect as inspect_cmd
+
+    ctx = inspect_cmd.make_context("inspect", list(args))
+    params = dict(ctx.params)
+    params["args"] = params.pop("images")
+    return params
+
+
+@pytest.mark.parametrize("args", [
+    ["img:1"],
+    ["a", "docker-archive:x.tar", "registry:127.0.0.1:5000/a:b"],
+    ["img", "--dockerfile", "Dockerfile", "-f", "json", "--top", "25"],
+    ["img", "--max-size", "300MB", "--max-transfer-size=1GiB", "--max-layers", "20", "--min-efficiency", "95%"],
+    ["--max-wasted", "20MB", "--max-user-wasted-percent", "0.1", "--fail-on", "warning", "img"],
+    ["img", "--select", "IL6001", "--ignore=IL6015,IL6016", "-c", "cfg.yaml", "--rules", "rules"],
+    ["img", "--no-hash", "--no-fast-path", "--no-color", "--platform", "linux/arm64"],
+])
+def test_inspect_fast_parser_reads_argv_like_click(work, args):
+    from imagelint.inspectcmd import INSPECT_OPTIONS
+    from imagelint.lintcmd import parse_args
+
+    fast = parse_args(args, INSPECT_OPTIONS)
+    assert fast is not None, args
+    assert fast == inspect_click_params(args)
+
+
+@pytest.mark.parametrize("args", [["inspect"], ["inspect", "--help"], ["inspect", "x", "--top", "0"],
+                                  ["inspect", "x", "--top", "many"], ["inspect", "x", "-f", "table"]])
+def test_inspect_fast_path_leaves_the_rest_to_click(work, args):
+    from imagelint._entry import _fast_call
+
+    assert _fast_call(args[0], args[1:]) is None
+
+
+def test_inspect_options_all_reach_click():
+    from imagelint.cli import inspect as inspect_cmd
+    from imagelint.inspectcmd import INSPECT_OPTIONS
+
+    names = {p.name for p in inspect_cmd.params}
+    assert {o.dest for o in INSPECT_OPTIONS} | {"images"} == names
