@@ -19,7 +19,7 @@ from dockerfile_parse import DockerfileParser
 
 from .shell import ShellSyntaxError, split_commands
 
-__all__ = ["Dockerfile", "Instruction", "Stage", "Heredoc", "parse", "KEYWORDS"]
+__all__ = ["Dockerfile", "Instruction", "Stage", "Heredoc", "parse", "substitute", "KEYWORDS"]
 
 KEYWORDS = frozenset(
     "FROM RUN CMD LABEL MAINTAINER EXPOSE ENV ADD COPY ENTRYPOINT VOLUME USER "
@@ -261,18 +261,31 @@ class Dockerfile:
 
     def substitute(self, text: str, env: dict) -> str:
         """Expand ``$VAR``, ``${VAR}``, ``${VAR:-default}`` and ``${VAR:+alt}``."""
+        return substitute(text, env)
 
-        def rep(m):
-            name = m.group(1) or m.group(4)
-            op, word = m.group(2), m.group(3)
-            val = env.get(name)
-            if op in (":-", "-"):
-                return val if val else (word or "")
-            if op in (":+", "+"):
-                return (word or "") if val else ""
-            return val if val is not None else m.group(0)
 
-        return _VAR_RE.sub(rep, text) if "$" in text else text
+def substitute(text: str, env: dict, keep_empty: bool = False) -> str:
+    """Expand ``$VAR``, ``${VAR}``, ``${VAR:-default}`` and ``${VAR:+alt}`` from ``env``.
+
+    An unknown variable stays as written; with ``keep_empty`` so does one whose value is
+    empty (an ARG without a default), for checks that must not guess a path from it.
+    """
+    if "$" not in text:
+        return text
+
+    def rep(m):
+        name = m.group(1) or m.group(4)
+        op, word = m.group(2), m.group(3)
+        val = env.get(name)
+        if op in (":-", "-"):
+            return val if val else (word or "")
+        if op in (":+", "+"):
+            return (word or "") if val else ""
+        if keep_empty:
+            return val if val else m.group(0)
+        return val if val is not None else m.group(0)
+
+    return _VAR_RE.sub(rep, text)
 
 
 def parse_key_values(text: str, keyword: str = "ENV") -> list:

@@ -19,6 +19,7 @@ import os
 import posixpath
 import re
 
+from ..dockerfile import substitute
 from ..rules import Problem, env_truthy
 from .context import load_ignore
 
@@ -149,24 +150,9 @@ class _Step:
         return _join(cwd or self.cwd, self.sub(text, extra), self.home)
 
 
-_VAR_RE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
-
-
 def _substitute(text: str, env: dict) -> str:
-    if "$" not in text:
-        return text
-
-    def rep(m):
-        name = m.group(1) or m.group(4)
-        op, word = m.group(2), m.group(3)
-        val = env.get(name)
-        if op in (":-", "-"):
-            return val if val else (word or "")
-        if op in (":+", "+"):
-            return (word or "") if val else ""
-        return val if val else m.group(0)  # unknown (or ARG without value): keep as written
-
-    return _VAR_RE.sub(rep, text)
+    # an ARG without a value keeps its `$NAME`: a path must not be guessed from it
+    return substitute(text, env, keep_empty=True)
 
 
 def _steps(df, stage) -> list:
