@@ -108,6 +108,15 @@ class IterStream(io.RawIOBase):
         super().close()
 
 
+def _read_config(config_path: str, config_bytes: bytes, where: str) -> dict:
+    """The image config from an archive member: size/digest checked, JSON, a mapping."""
+    _check_bytes(config_path, config_bytes, where)
+    config = _json(config_bytes, config_path, where)
+    if not isinstance(config, dict):
+        raise ImageError(f"{where}: config {config_path} is not an image config")
+    return config
+
+
 def _blob_path(digest, where: str) -> str:
     if not isinstance(digest, str) or not _DIGEST.match(digest):
         raise ImageError(f"{where}: invalid digest {digest!r} in a descriptor: the archive or layout is corrupt")
@@ -518,10 +527,7 @@ def _assemble_docker(store: _Store, image: Image, hash_content: bool, ref_name) 
     if not store.has(config_path):
         raise ImageError(f"{where}: config {entry['Config']} listed in manifest.json is missing from the archive")
     config_bytes = store.read_bytes(config_path)
-    _check_bytes(config_path, config_bytes, where)
-    image.config = _json(config_bytes, config_path, where)
-    if not isinstance(image.config, dict):
-        raise ImageError(f"{where}: config {config_path} is not an image config")
+    image.config = _read_config(config_path, config_bytes, where)
     image.id = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
 
     layer_paths = [normalise_path(p) if isinstance(p, str) else "" for p in entry["Layers"]]
@@ -702,10 +708,7 @@ def _assemble_oci(store: _Store, image: Image, hash_content: bool, ref_name, wan
     if not store.has(config_path):
         raise ImageError(f"{where}: config blob {config_path} is missing")
     config_bytes = store.read_bytes(config_path)
-    _check_bytes(config_path, config_bytes, where)
-    image.config = _json(config_bytes, config_path, where)
-    if not isinstance(image.config, dict):
-        raise ImageError(f"{where}: config {config_path} is not an image config")
+    image.config = _read_config(config_path, config_bytes, where)
     image.id = config_descriptor.get("digest")
 
     layers = manifest["layers"]
