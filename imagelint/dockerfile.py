@@ -176,6 +176,16 @@ class Stage:
         self.ships = False  # part of the final image (final stage or its FROM ancestors)
         self.is_final = False  # the last stage: what `docker build` tags
 
+    def chain(self) -> list:
+        """This stage and the stages it is built FROM, the root first."""
+        out = []
+        st = self
+        while st is not None and st not in out:
+            out.append(st)
+            st = st.parent
+        out.reverse()
+        return out
+
     def __repr__(self) -> str:
         return f"<Stage {self.index} {self.name or ''} FROM {self.image}>"
 

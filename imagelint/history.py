@@ -163,13 +163,8 @@ class LayerSource:
 
 def shipped_instructions(df) -> list:
     """Instructions of the final image in build order (parent stages first), FROMs excluded."""
-    chain = []
-    st = df.final_stage
-    while st is not None and st not in chain:
-        chain.append(st)
-        st = st.parent
     out = []
-    for st in reversed(chain):
+    for st in df.final_stage.chain() if df.final_stage is not None else ():
         out.extend(ins for ins in st.instructions if ins.keyword != "FROM")
     return out
 

@@ -173,12 +173,7 @@ def _flag_set(cmd, *names: str):
 
 def _stage_chain_instructions(df, ins):
     """Instructions before ``ins`` in its stage and the stages it is built FROM (oldest first)."""
-    chain = []
-    st = ins.stage
-    while st is not None and st not in chain:
-        chain.append(st)
-        st = st.parent
-    for s in reversed(chain):
+    for s in ins.stage.chain() if ins.stage is not None else ():
         for other in s.instructions:
             if s is ins.stage and other.index >= ins.index:
                 break

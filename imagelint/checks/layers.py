@@ -126,12 +126,7 @@ def _under(pattern: str, root: str):
 # -- stages, WORKDIR, USER ---------------------------------------------------------------
 
 def _chain(stage) -> list:
-    out = []
-    st = stage
-    while st is not None and st not in out:
-        out.append(st)
-        st = st.parent
-    return list(reversed(out))
+    return stage.chain() if stage is not None else []
 
 
 class _Step:

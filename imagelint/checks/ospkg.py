@@ -148,12 +148,7 @@ def install_operands(call: PkgCall) -> list:
 
 def _stage_chain(ins) -> list:
     """The stage of ``ins`` and its FROM-ancestors, root first."""
-    chain = []
-    st = ins.stage
-    while st is not None and st not in chain:
-        chain.append(st)
-        st = st.parent
-    return list(reversed(chain))
+    return ins.stage.chain() if ins.stage is not None else []
 
 
 def _root_image(stage) -> str:

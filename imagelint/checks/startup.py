@@ -20,12 +20,8 @@ __all__ = ["effective", "start_commands", "parse_duration", "shell_form_entrypoi
 
 
 def _stage_chain(df) -> list:
-    out = []
-    st = df.final_stage
-    while st is not None and st not in out:
-        out.append(st)
-        st = st.parent
-    return out
+    """The final stage and the stages it is built FROM, the final one first."""
+    return df.final_stage.chain()[::-1] if df.final_stage is not None else []
 
 
 def effective(df, keyword: str):
